@@ -1,0 +1,336 @@
+"""Configuration: where settings come from, validation, database URL building, masking.
+
+Lookup order for the file: ``--config PATH``, ``$DUPFINDER_CONFIG``, ``./config.json``, the
+user's config folder (platformdirs), built-in defaults. ``--db-url`` and ``$DUPFINDER_DB_URL``
+override the file's database section.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from dupfinder.errors import ConfigError, register_secret
+
+APP_NAME = "dupfinder"
+ENV_CONFIG = "DUPFINDER_CONFIG"
+ENV_DB_URL = "DUPFINDER_DB_URL"
+ENV_HOST_LABEL = "DUPFINDER_HOST_LABEL"
+BACKENDS = ("postgresql", "sqlite")
+
+
+def default_sqlite_path() -> str:
+    """The SQLite catalogue used when nothing else is configured (and for fallback)."""
+    return str(Path(platformdirs.user_data_dir(APP_NAME)) / "file_hashes.db")
+
+
+def user_config_path() -> Path:
+    """The per-user config file location (e.g. ``~/.config/dupfinder/config.json``)."""
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.json"
+
+
+# key -> (allowed python types, nullable, default factory)
+_INT = (int,)
+_STR = (str,)
+_BOOL = (bool,)
+DATABASE_KEYS: dict[str, tuple[tuple[type, ...], bool, Any]] = {
+    "backend": (_STR, False, lambda: "postgresql"),
+    "host": (_STR, False, lambda: "localhost"),
+    "port": (_INT, False, lambda: 5432),
+    "user": (_STR, True, lambda: None),
+    "password": (_STR, True, lambda: None),
+    "database": (_STR, False, lambda: "file_hashes"),
+    "sqlite_path": (_STR, False, default_sqlite_path),
+    "pool_size": (_INT, False, lambda: 20),
+    "max_overflow": (_INT, False, lambda: 30),
+    "pool_timeout": (_INT, False, lambda: 30),
+    "connect_timeout": (_INT, False, lambda: 5),
+}
+FALLBACK_KEYS: dict[str, tuple[tuple[type, ...], bool, Any]] = {
+    "enabled": (_BOOL, False, lambda: True),
+    "sqlite_path": (_STR, False, default_sqlite_path),
+}
+TOP_KEYS = {"database", "fallback", "host_label"}
+
+
+@dataclass
+class Settings:
+    """The effective settings and, for each one, where it came from."""
+
+    database: dict[str, Any]
+    fallback: dict[str, Any]
+    host_label: str
+    config_file: Path | None
+    url_override: URL | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def backend(self) -> str:
+        """``postgresql`` or ``sqlite``: the backend asked for (before any fallback)."""
+        if self.url_override is not None:
+            return backend_of(self.url_override)
+        return str(self.database["backend"])
+
+    def url(self) -> URL:
+        """The SQLAlchemy URL of the configured database."""
+        if self.url_override is not None:
+            return self.url_override
+        db = self.database
+        if db["backend"] == "sqlite":
+            return sqlite_url(db["sqlite_path"])
+        query = {"connect_timeout": str(db["connect_timeout"])}
+        return URL.create(
+            "postgresql+psycopg2",
+            username=db["user"],
+            password=db["password"],
+            host=db["host"],
+            port=db["port"],
+            database=db["database"],
+            query=query,
+        )
+
+    def fallback_url(self) -> URL:
+        """The SQLite URL used when PostgreSQL cannot be reached."""
+        return sqlite_url(self.fallback["sqlite_path"])
+
+    def show(self) -> list[tuple[str, str, str]]:
+        """Rows of (setting, value, source) for ``dupfinder config show``; password masked."""
+        rows: list[tuple[str, str, str]] = []
+        rows.append(("config_file", str(self.config_file or "(none)"), "lookup"))
+        if self.url_override is not None:
+            rows.append(("db_url", mask_url(self.url_override), self.sources["db_url"]))
+        for key in DATABASE_KEYS:
+            value = self.database[key]
+            if key == "password" and value:
+                value = "***"
+            rows.append((f"database.{key}", _fmt(value), self.sources[f"database.{key}"]))
+        for key in FALLBACK_KEYS:
+            rows.append(
+                (f"fallback.{key}", _fmt(self.fallback[key]), self.sources[f"fallback.{key}"])
+            )
+        rows.append(("host_label", self.host_label, self.sources["host_label"]))
+        rows.append(("effective_url", mask_url(self.url()), "computed"))
+        return rows
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def sqlite_url(path: str | os.PathLike[str]) -> URL:
+    """A SQLite URL for a file path (``~`` expanded, made absolute)."""
+    full = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    return URL.create("sqlite+pysqlite", database=full)
+
+
+def backend_of(url: URL) -> str:
+    """``postgresql`` or ``sqlite`` for a URL."""
+    return url.get_backend_name()
+
+
+def mask_url(url: URL | str) -> str:
+    """Render a URL for people: the password is always replaced by ``***``."""
+    if isinstance(url, str):
+        try:
+            url = make_url(url)
+        except ArgumentError:
+            return "(invalid URL)"
+    return url.render_as_string(hide_password=True)
+
+
+def parse_db_url(text: str, source: str) -> URL:
+    """Parse and check a database URL given by the user; errors name the source."""
+    try:
+        url = make_url(text)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"{source}: not a valid database URL ({mask_url(text)})") from exc
+    backend = url.get_backend_name()
+    driver = url.drivername.partition("+")[2]
+    if backend == "postgresql":
+        if driver not in ("", "psycopg2"):
+            raise ConfigError(
+                f"{source}: unsupported PostgreSQL driver '{driver}' (use postgresql:// "
+                "or postgresql+psycopg2://)"
+            )
+        url = url.set(drivername="postgresql+psycopg2")
+        if not url.database:
+            raise ConfigError(f"{source}: the PostgreSQL URL names no database")
+    elif backend == "sqlite":
+        if driver not in ("", "pysqlite"):
+            raise ConfigError(f"{source}: unsupported SQLite driver '{driver}' (use sqlite:///)")
+        if not url.database or url.database == ":memory:":
+            raise ConfigError(
+                f"{source}: an in-memory SQLite database cannot hold a catalogue; "
+                "give a file path (sqlite:////abs/path.db)"
+            )
+        url = sqlite_url(url.database)
+    else:
+        raise ConfigError(
+            f"{source}: unsupported database '{backend}' (dupfinder supports postgresql and sqlite)"
+        )
+    register_secret(url.password if isinstance(url.password, str) else None)
+    return url
+
+
+def find_config_file(explicit: str | None, cwd: Path | None = None) -> tuple[Path | None, str]:
+    """Pick the config file by the lookup order; returns (path or None, how it was found)."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"--config: no such file: {path}")
+        return path, "--config"
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"${ENV_CONFIG}: no such file: {path}")
+        return path, f"${ENV_CONFIG}"
+    local = (cwd or Path.cwd()) / "config.json"
+    if local.is_file():
+        return local, "./config.json"
+    user = user_config_path()
+    if user.is_file():
+        return user, "user config"
+    return None, "defaults"
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read and validate a config file; every problem names the file (and key or line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from exc
+    if not text.strip():
+        raise ConfigError(f"{path}: config file is empty (expected a JSON object)")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a JSON object, not {_jtype(data)}")
+    for key in data:
+        if key not in TOP_KEYS:
+            raise ConfigError(f"{path}: unknown key '{key}' (known: {', '.join(sorted(TOP_KEYS))})")
+    _check_section(path, data, "database", DATABASE_KEYS)
+    _check_section(path, data, "fallback", FALLBACK_KEYS)
+    label = data.get("host_label")
+    if label is not None and (not isinstance(label, str) or not label.strip()):
+        raise ConfigError(f"{path}: key 'host_label' must be a non-empty string or null")
+    db = data.get("database", {})
+    if "backend" in db and db["backend"] not in BACKENDS:
+        raise ConfigError(
+            f"{path}: key 'database.backend' must be one of {', '.join(BACKENDS)}, "
+            f"not '{db['backend']}'"
+        )
+    for key in ("port", "pool_size", "max_overflow", "pool_timeout", "connect_timeout"):
+        if key in db and (db[key] < 0 or (key == "port" and not 0 < db[key] < 65536)):
+            raise ConfigError(f"{path}: key 'database.{key}' is out of range: {db[key]}")
+    if db.get("pool_size") == 0:
+        raise ConfigError(f"{path}: key 'database.pool_size' must be at least 1")
+    return data
+
+
+def _check_section(
+    path: Path, data: dict[str, Any], name: str, spec: dict[str, tuple[tuple[type, ...], bool, Any]]
+) -> None:
+    section = data.get(name)
+    if section is None:
+        return
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: key '{name}' must be an object, not {_jtype(section)}")
+    for key, value in section.items():
+        if key not in spec:
+            raise ConfigError(
+                f"{path}: unknown key '{name}.{key}' (known: {', '.join(spec)})"
+            )
+        types, nullable, _ = spec[key]
+        if value is None and nullable:
+            continue
+        ok = isinstance(value, types) and not (bool not in types and isinstance(value, bool))
+        if not ok:
+            want = " or ".join(_tname(t) for t in types) + (" or null" if nullable else "")
+            raise ConfigError(
+                f"{path}: key '{name}.{key}' must be {want}, not {_jtype(value)}"
+            )
+
+
+def _tname(t: type) -> str:
+    return {int: "an integer", str: "a string", bool: "true/false"}[t]
+
+
+def _jtype(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return {
+        int: "an integer", float: "a number", str: "a string", list: "an array", dict: "an object"
+    }.get(type(value), type(value).__name__)
+
+
+def load_settings(
+    config_path: str | None = None,
+    db_url: str | None = None,
+    host_label: str | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Build the effective settings from defaults, the config file, env and options."""
+    path, how = find_config_file(config_path, cwd)
+    data = read_config_file(path) if path else {}
+    file_src = f"{path} ({how})" if path else "default"
+    sources: dict[str, str] = {}
+
+    def merged(section: str, spec: dict[str, tuple[tuple[type, ...], bool, Any]]) -> dict:
+        values: dict[str, Any] = {}
+        given = data.get(section) or {}
+        for key, (_, _, default) in spec.items():
+            if key in given:
+                values[key] = given[key]
+                sources[f"{section}.{key}"] = file_src
+            else:
+                values[key] = default()
+                sources[f"{section}.{key}"] = "default"
+        return values
+
+    database = merged("database", DATABASE_KEYS)
+    fallback = merged("fallback", FALLBACK_KEYS)
+    register_secret(database["password"])
+
+    if host_label:
+        label, sources["host_label"] = host_label, "--host-label"
+    elif os.environ.get(ENV_HOST_LABEL):
+        label, sources["host_label"] = os.environ[ENV_HOST_LABEL], f"${ENV_HOST_LABEL}"
+    elif data.get("host_label"):
+        label, sources["host_label"] = data["host_label"], file_src
+    else:
+        label, sources["host_label"] = socket.gethostname(), "hostname"
+
+    override: URL | None = None
+    if db_url:
+        override = parse_db_url(db_url, "--db-url")
+        sources["db_url"] = "--db-url"
+    elif os.environ.get(ENV_DB_URL):
+        override = parse_db_url(os.environ[ENV_DB_URL], f"${ENV_DB_URL}")
+        sources["db_url"] = f"${ENV_DB_URL}"
+    return Settings(
+        database=database,
+        fallback=fallback,
+        host_label=label,
+        config_file=path,
+        url_override=override,
+        sources=sources,
+    )

@@ -1,0 +1,1 @@
+"""Database layer: models, engines, schema and every query the rest of dupfinder needs."""

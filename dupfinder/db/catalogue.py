@@ -1,0 +1,303 @@
+"""Every query and bulk statement the scanner, the outputs and the actions run.
+
+Rules kept here: one statement per batch (never one ORM object per file), the database does
+the grouping and counting, and large results are streamed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from dupfinder.db.models import FileHash, ScanMetadata, utcnow
+from dupfinder.paths import subtree_range
+
+F = FileHash
+STREAM_ROWS = 5000
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Split an iterable into lists of at most ``size`` items."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def under_roots(roots: Sequence[str]) -> ColumnElement[bool]:
+    """SQL condition: the file's path is one of ``roots`` or lies below one of them.
+
+    ``roots`` are catalogue-form paths. Uses index-friendly ranges, not LIKE.
+    """
+    parts: list[ColumnElement[bool]] = []
+    for root in roots:
+        lo, hi = subtree_range(root)
+        parts.append(F.path == root)
+        parts.append(and_(F.path >= lo, F.path < hi))
+    return or_(*parts) if parts else literal(True)
+
+
+# --------------------------------------------------------------------------- sync
+
+
+def existing_files(
+    session: Session, host: str, roots: Sequence[str]
+) -> Iterator[tuple[int, str, int, int, int, int]]:
+    """Stream (id, path, size, mtime_ns, device, inode) of the host's rows under ``roots``."""
+    stmt = (
+        select(F.id, F.path, F.size, F.mtime_ns, F.device, F.inode)
+        .where(F.host == host, under_roots(roots))
+        .execution_options(yield_per=STREAM_ROWS)
+    )
+    for row in session.execute(stmt):
+        yield tuple(row)
+
+
+def upsert_files(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert or update a batch of file records in one statement.
+
+    Each row has host, path, name, size, mtime_ns, device, inode, nlink, scan_id, last_seen
+    (and first_seen). A conflicting (host, path) row is updated; its hashes are kept when
+    size, mtime, device and inode are unchanged and cleared otherwise.
+    """
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(F)
+    ex = ins.excluded
+    same = and_(
+        F.size == ex.size, F.mtime_ns == ex.mtime_ns, F.device == ex.device, F.inode == ex.inode
+    )
+    stmt = ins.on_conflict_do_update(
+        index_elements=[F.host, F.path],
+        set_={
+            "name": ex.name,
+            "size": ex.size,
+            "mtime_ns": ex.mtime_ns,
+            "device": ex.device,
+            "inode": ex.inode,
+            "nlink": ex.nlink,
+            "last_seen": ex.last_seen,
+            "scan_id": ex.scan_id,
+            "prefix_hash": case((same, F.prefix_hash), else_=None),
+            "full_hash": case((same, F.full_hash), else_=None),
+            "hash_algo": case((same, F.hash_algo), else_=None),
+        },
+    )
+    session.execute(stmt, rows)
+
+
+def delete_files(session: Session, ids: Iterable[int], batch_size: int = 1000) -> int:
+    """Remove catalogue rows by id, in batches; returns how many were removed."""
+    removed = 0
+    for chunk in batched(ids, batch_size):
+        removed += session.execute(delete(F).where(F.id.in_(chunk))).rowcount or 0
+    return removed
+
+
+def mark_seen(session: Session, host: str, roots: Sequence[str], scan_id: int,
+              when: datetime) -> None:
+    """Stamp every row of the host under ``roots`` as seen by this scan (one statement)."""
+    session.execute(
+        update(F)
+        .where(F.host == host, under_roots(roots), F.scan_id != scan_id)
+        .values(last_seen=when, scan_id=scan_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def _distinct_inodes(*cols: Any) -> Select[Any]:
+    """Rows of ``cols`` plus a file identity, one per distinct inode (hard links fold)."""
+    return select(*cols, F.host, F.device, F.inode).distinct()
+
+
+def prefix_candidates(session: Session, host: str, algo: str, min_size: int = 0
+                      ) -> Iterator[tuple[int, str, int, int, int, int]]:
+    """Stream the host's files that need a prefix hash: their size is shared by another
+    file (another inode, on any host) and they have no hash by ``algo`` yet.
+
+    Rows are (id, path, size, mtime_ns, device, inode), ordered by device and inode so
+    that hard links arrive together and reads follow the disk layout.
+    """
+    ident = _distinct_inodes(F.size).where(F.size >= min_size).subquery()
+    sizes = select(ident.c.size).group_by(ident.c.size).having(func.count() > 1)
+    stmt = (
+        select(F.id, F.path, F.size, F.mtime_ns, F.device, F.inode)
+        .where(
+            F.host == host,
+            F.size.in_(sizes),
+            or_(F.prefix_hash.is_(None), F.hash_algo.is_(None), F.hash_algo != algo),
+        )
+        .order_by(F.device, F.inode)
+        .execution_options(yield_per=STREAM_ROWS)
+    )
+    for row in session.execute(stmt):
+        yield tuple(row)
+
+
+def full_candidates(session: Session, host: str, algo: str
+                    ) -> Iterator[tuple[int, str, int, int, int, int]]:
+    """Stream the host's files that need a full hash: their (size, prefix hash) by
+    ``algo`` collides with another inode's, and they have no full hash yet."""
+    ident = (
+        _distinct_inodes(F.size, F.prefix_hash)
+        .where(F.hash_algo == algo, F.prefix_hash.is_not(None))
+        .subquery()
+    )
+    clashes = (
+        select(ident.c.size, ident.c.prefix_hash)
+        .group_by(ident.c.size, ident.c.prefix_hash)
+        .having(func.count() > 1)
+        .subquery()
+    )
+    stmt = (
+        select(F.id, F.path, F.size, F.mtime_ns, F.device, F.inode)
+        .join(clashes, and_(F.size == clashes.c.size, F.prefix_hash == clashes.c.prefix_hash))
+        .where(F.host == host, F.hash_algo == algo, F.full_hash.is_(None))
+        .order_by(F.device, F.inode)
+        .execution_options(yield_per=STREAM_ROWS)
+    )
+    for row in session.execute(stmt):
+        yield tuple(row)
+
+
+def save_hashes(session: Session, updates: list[dict[str, Any]]) -> None:
+    """Write a batch of hash results: dicts of id, prefix_hash, full_hash, hash_algo.
+
+    One executemany UPDATE by primary key; every dict must carry the same keys.
+    """
+    if updates:
+        session.execute(update(F), updates)
+
+
+def count_pending(session: Session, host: str, algo: str) -> int:
+    """How many of the host's files are candidates for hashing but still lack a hash."""
+    n_prefix = sum(1 for _ in prefix_candidates(session, host, algo))
+    n_full = sum(1 for _ in full_candidates(session, host, algo))
+    return n_prefix + n_full
+
+
+# --------------------------------------------------------------------------- groups
+
+
+def group_filters(host: str | None = None, roots: Sequence[str] | None = None,
+                  min_size: int = 0) -> list[ColumnElement[bool]]:
+    """Conditions on the files that take part in duplicate groups."""
+    conds: list[ColumnElement[bool]] = [F.full_hash.is_not(None), F.size >= min_size]
+    if host:
+        conds.append(F.host == host)
+    if roots:
+        conds.append(under_roots(roots))
+    return conds
+
+
+def duplicate_groups(session: Session, host: str | None = None,
+                     roots: Sequence[str] | None = None, min_size: int = 0) -> Select[Any]:
+    """Select one row per duplicate group: hash_algo, full_hash, size, files, inodes, wasted.
+
+    A group is content (algorithm, full hash, size) held by at least two distinct inodes;
+    hard links to one inode do not count as wasted space.
+    """
+    per_inode = (
+        select(F.hash_algo, F.full_hash, F.size, F.host, F.device, F.inode,
+               func.count().label("links"))
+        .where(*group_filters(host, roots, min_size))
+        .group_by(F.hash_algo, F.full_hash, F.size, F.host, F.device, F.inode)
+        .subquery()
+    )
+    inodes = func.count().label("inodes")
+    return (
+        select(
+            per_inode.c.hash_algo,
+            per_inode.c.full_hash,
+            per_inode.c.size,
+            func.sum(per_inode.c.links).label("files"),
+            inodes,
+            ((func.count() - 1) * per_inode.c.size).label("wasted"),
+        )
+        .group_by(per_inode.c.hash_algo, per_inode.c.full_hash, per_inode.c.size)
+        .having(func.count() > 1)
+    )
+
+
+def group_totals(session: Session, host: str | None = None,
+                 roots: Sequence[str] | None = None, min_size: int = 0) -> tuple[int, int, int]:
+    """(groups, files in groups, wasted bytes) over the selected files."""
+    groups = duplicate_groups(session, host, roots, min_size).subquery()
+    row = session.execute(
+        select(func.count(), func.coalesce(func.sum(groups.c.files), 0),
+               func.coalesce(func.sum(groups.c.wasted), 0))
+    ).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+# --------------------------------------------------------------------------- scans
+
+
+def start_scan(session: Session, host: str, roots: list[str], algorithm: str,
+               options: dict[str, Any], pid: int) -> int:
+    """Record a new running scan; returns its id."""
+    scan = ScanMetadata(host=host, roots=roots, algorithm=algorithm, options=options,
+                        status="running", pid=pid, started_at=utcnow())
+    session.add(scan)
+    session.flush()
+    return scan.id
+
+
+def running_scans(session: Session, host: str) -> list[tuple[int, int | None]]:
+    """(id, pid) of the host's scans still marked running."""
+    rows = session.execute(
+        select(ScanMetadata.id, ScanMetadata.pid).where(
+            ScanMetadata.host == host, ScanMetadata.status == "running"
+        )
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def finish_scan(session: Session, scan_id: int, status: str, **counts: Any) -> None:
+    """Close a scan record with its status, end time and counts."""
+    session.execute(
+        update(ScanMetadata)
+        .where(ScanMetadata.id == scan_id)
+        .values(status=status, finished_at=utcnow(), **counts)
+    )
+
+
+def mark_interrupted(session: Session, scan_ids: Sequence[int]) -> None:
+    """Mark scans that died without closing their record as interrupted."""
+    if scan_ids:
+        session.execute(
+            update(ScanMetadata)
+            .where(ScanMetadata.id.in_(scan_ids))
+            .values(status="interrupted", message="process ended without finishing")
+        )
+
+
+def recent_scans(session: Session, limit: int = 10) -> Sequence[ScanMetadata]:
+    """The latest scans, newest first."""
+    return session.scalars(
+        select(ScanMetadata).order_by(ScanMetadata.id.desc()).limit(limit)
+    ).all()

@@ -1,0 +1,252 @@
+"""Engines and sessions: pooling, SQLite pragmas, the start-up ping, PostgreSQL fallback.
+
+No engine or connection crosses a process boundary: worker processes build their own with
+:func:`worker_database` from the URL string and dispose it when they end.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from dupfinder.config import Settings, backend_of, mask_url
+from dupfinder.db.schema import ensure_schema
+from dupfinder.errors import DatabaseError, one_line, register_secret
+
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+@dataclass
+class Database:
+    """An open catalogue: the engine, a session factory, and how it was reached."""
+
+    engine: Engine
+    url: URL
+    sessions: sessionmaker[Session] = field(repr=False)
+    fallback_reason: str | None = None
+    engine_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def backend(self) -> str:
+        """``postgresql`` or ``sqlite``."""
+        return backend_of(self.url)
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its password masked."""
+        return mask_url(self.url)
+
+    def url_string(self) -> str:
+        """The full URL (with password) for handing to worker processes; never print it."""
+        return self.url.render_as_string(hide_password=False)
+
+    def session(self) -> Session:
+        """A new ORM session bound to this database."""
+        return self.sessions()
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def make_engine(url: URL, *, pool_size: int = 20, max_overflow: int = 30,
+                pool_timeout: int = 30, connect_timeout: int = 5) -> Engine:
+    """Build an engine for ``url``: a sized, pre-pinged pool for PostgreSQL; WAL for SQLite."""
+    register_secret(url.password if isinstance(url.password, str) else None)
+    if backend_of(url) == "sqlite":
+        path = Path(url.database or "")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseError(
+                f"cannot create the folder for SQLite database {path}: {exc.strerror}"
+            ) from exc
+        engine = create_engine(
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_size=max(1, min(pool_size, 5)),
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    connect_args: dict[str, Any] = {"application_name": "dupfinder"}
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = connect_timeout
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
+
+
+def _where(url: URL) -> str:
+    if backend_of(url) == "sqlite":
+        return f"SQLite database {url.database}"
+    return f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}"
+
+
+def classify_pg_failure(exc: BaseException) -> str:
+    """Sort a PostgreSQL connection failure: ``missing-db``, ``auth`` or ``unreachable``."""
+    msg = str(getattr(exc, "orig", exc)).lower()
+    if "does not exist" in msg and "database" in msg:
+        return "missing-db"
+    if "password" in msg or "authentication" in msg or "role" in msg and "not exist" in msg:
+        return "auth"
+    if "no pg_hba.conf entry" in msg or "permission denied" in msg:
+        return "auth"
+    return "unreachable"
+
+
+def ping(engine: Engine) -> None:
+    """Run ``SELECT 1``; raises the driver's error when the database cannot be used."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def create_pg_database(url: URL, connect_timeout: int = 5) -> None:
+    """Create the PostgreSQL database named in ``url`` (connecting to ``postgres``)."""
+    admin = make_engine(url.set(database="postgres"), pool_size=1, max_overflow=0,
+                        connect_timeout=connect_timeout)
+    try:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": url.database}
+            ).first()
+            if not exists:
+                quoted = admin.dialect.identifier_preparer.quote(url.database or "")
+                try:
+                    conn.execute(text(f"CREATE DATABASE {quoted}"))
+                except DBAPIError as exc:  # created meanwhile by a concurrent dupfinder
+                    if "already exists" not in str(exc.orig):
+                        raise
+    finally:
+        admin.dispose()
+
+
+def connect(url: URL, **engine_options: Any) -> Engine:
+    """Open and ping ``url``, creating the PostgreSQL database if it is missing.
+
+    Raises :class:`DatabaseError` with one line naming the server and the cause; for an
+    unreachable PostgreSQL the error's ``kind`` attribute is ``unreachable``.
+    """
+    engine = make_engine(url, **engine_options)
+    try:
+        ping(engine)
+        return engine
+    except (OperationalError, DBAPIError) as exc:
+        engine.dispose()
+        if backend_of(url) == "sqlite":
+            raise DatabaseError(f"cannot open {_where(url)}: {one_line(exc)}") from exc
+        kind = classify_pg_failure(exc)
+        if kind != "missing-db":
+            err = DatabaseError(f"cannot connect to {_where(url)}: {one_line(exc)}")
+            err.kind = kind  # type: ignore[attr-defined]
+            raise err from exc
+    try:
+        create_pg_database(url, engine_options.get("connect_timeout", 5))
+    except SQLAlchemyError as exc:
+        raise DatabaseError(
+            f"database '{url.database}' does not exist on {_where(url)} and could not be "
+            f"created: {one_line(exc)}"
+        ) from exc
+    engine = make_engine(url, **engine_options)
+    try:
+        ping(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise DatabaseError(f"cannot connect to {_where(url)}: {one_line(exc)}") from exc
+    return engine
+
+
+def open_database(
+    settings: Settings,
+    no_fallback: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> Database:
+    """Open the configured catalogue, falling back to SQLite when PostgreSQL is unreachable.
+
+    The fallback prints one line through ``warn`` (stderr by default). With ``no_fallback``
+    or ``fallback.enabled = false`` an unreachable server is an error.
+    """
+    db = settings.database
+    options = {
+        "pool_size": db["pool_size"],
+        "max_overflow": db["max_overflow"],
+        "pool_timeout": db["pool_timeout"],
+        "connect_timeout": db["connect_timeout"],
+    }
+    url = settings.url()
+    reason: str | None = None
+    try:
+        engine = connect(url, **options)
+    except DatabaseError as exc:
+        unreachable = getattr(exc, "kind", None) == "unreachable"
+        if not unreachable or no_fallback or not settings.fallback["enabled"]:
+            if unreachable:
+                raise DatabaseError(f"{exc} (fallback to SQLite is off)") from exc
+            raise
+        url = settings.fallback_url()
+        reason = str(exc)
+        (warn or _stderr)(
+            f"dupfinder: {reason}; falling back to SQLite at {url.database}"
+        )
+        engine = connect(url, **options)
+    try:
+        ensure_schema(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Database(
+        engine=engine,
+        url=url,
+        sessions=sessionmaker(engine, expire_on_commit=False),
+        fallback_reason=reason,
+        engine_options=options,
+    )
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def worker_database(url: str) -> Database:
+    """A fresh engine and session factory for a worker process (small pool, no schema work).
+
+    Call once per process, after fork or spawn; dispose it when the worker ends.
+    """
+    parsed = make_url(url)
+    engine = make_engine(parsed, pool_size=1, max_overflow=2)
+    return Database(engine=engine, url=parsed, sessions=sessionmaker(engine))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,84 @@
+"""Create and upgrade the schema; refuse a database written by a newer dupfinder.
+
+Several dupfinder processes may start at once against one empty PostgreSQL database, so the
+creation runs under a transaction-level advisory lock there. SQLite serialises writers itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
+
+from dupfinder import __version__
+from dupfinder.db.models import SCHEMA_VERSION, Base, SchemaInfo, utcnow
+from dupfinder.errors import DatabaseError, one_line
+
+# Advisory lock key: the ASCII of "dupf" as a number.
+_LOCK_KEY = 0x64757066
+
+# version N -> function that upgrades a version-N database to N+1, in place.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+
+
+def ensure_schema(engine: Engine) -> int:
+    """Create missing tables, record or check the schema version, run pending migrations.
+
+    Returns the schema version now in the database.
+    """
+    for attempt in range(3):
+        try:
+            with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(select(func.pg_advisory_xact_lock(_LOCK_KEY)))
+                return _ensure(conn)
+        except (OperationalError, ProgrammingError) as exc:
+            # a concurrent SQLite process created a table between check and create
+            if "already exists" in str(exc.orig) and attempt < 2:
+                continue
+            raise DatabaseError(f"cannot prepare the database schema: {one_line(exc)}") from exc
+        except SQLAlchemyError as exc:
+            raise DatabaseError(f"cannot prepare the database schema: {one_line(exc)}") from exc
+    raise AssertionError("unreachable")
+
+
+def _ensure(conn: Connection) -> int:
+    has_info = conn.dialect.has_table(conn, SchemaInfo.__tablename__)
+    if has_info:
+        row = conn.execute(select(SchemaInfo.version).where(SchemaInfo.id == 1)).first()
+        version = row[0] if row else None
+        if version is not None and version > SCHEMA_VERSION:
+            raise DatabaseError(
+                f"the database has schema version {version}, newer than this dupfinder "
+                f"({__version__}) understands ({SCHEMA_VERSION}); upgrade dupfinder"
+            )
+        if version is not None and version < SCHEMA_VERSION:
+            for v in range(version, SCHEMA_VERSION):
+                MIGRATIONS[v](conn)
+            conn.execute(
+                SchemaInfo.__table__.update()
+                .where(SchemaInfo.id == 1)
+                .values(version=SCHEMA_VERSION, app_version=__version__, upgraded_at=utcnow())
+            )
+            return SCHEMA_VERSION
+        if version is not None:
+            Base.metadata.create_all(conn)  # tables a partial creation may have missed
+            return version
+    Base.metadata.create_all(conn)
+    conn.execute(
+        SchemaInfo.__table__.insert().values(
+            id=1, version=SCHEMA_VERSION, app_version=__version__, created_at=utcnow()
+        )
+    )
+    return SCHEMA_VERSION
+
+
+def schema_version(engine: Engine) -> int | None:
+    """The version recorded in the database, or None if it has no dupfinder schema."""
+    with engine.connect() as conn:
+        if not conn.dialect.has_table(conn, SchemaInfo.__tablename__):
+            return None
+        row = conn.execute(select(SchemaInfo.version).where(SchemaInfo.id == 1)).first()
+        return row[0] if row else None

@@ -1,0 +1,127 @@
+"""Shared fixtures: both database backends, an isolated environment, a CLI runner.
+
+Every database test takes ``db_url`` (or ``db``) and so runs twice: on SQLite and on a real
+PostgreSQL server (started here, or the one named by ``$DUPFINDER_TEST_PG_URL``). A skipped
+PostgreSQL test fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, make_url
+
+from dupfinder.cli import main
+from dupfinder.config import load_settings
+from dupfinder.db.engine import Database, open_database
+from tests.pg_server import PgServer
+
+ENV_TEST_PG = "DUPFINDER_TEST_PG_URL"
+_skipped_pg: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and "postgresql" in report.nodeid:
+        _skipped_pg.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _skipped_pg:
+        print(f"\nFAILED: {len(_skipped_pg)} PostgreSQL test(s) were skipped:")
+        for nodeid in _skipped_pg:
+            print(f"  {nodeid}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[URL]:
+    """The admin URL of a running PostgreSQL server for the whole session."""
+    given = os.environ.get(ENV_TEST_PG)
+    if given:
+        yield make_url(given)
+        return
+    server = PgServer()
+    try:
+        server.init()
+        server.start()
+        yield server.url()
+    finally:
+        server.cleanup()
+
+
+def _drop_database(admin_url: URL, name: str) -> None:
+    engine = create_engine(admin_url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_server: URL) -> Iterator[str]:
+    """A URL of a fresh PostgreSQL database (created by dupfinder on first use)."""
+    name = f"dupfinder_t_{uuid.uuid4().hex[:12]}"
+    yield pg_server.set(database=name).render_as_string(hide_password=False)
+    _drop_database(pg_server, name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL on each backend in turn."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalogue.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """An opened catalogue (schema created) on each backend in turn."""
+    database = open_database(load_settings(db_url=db_url), no_fallback=True)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+                 ) -> Path:
+    """No test reads the developer's config, env or data folders."""
+    home = tmp_path_factory.mktemp("home")
+    for var in ("DUPFINDER_CONFIG", "DUPFINDER_DB_URL", "DUPFINDER_HOST_LABEL", "PGPASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.chdir(home)
+    return home
+
+
+@dataclass
+class Result:
+    """What a CLI invocation did."""
+
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capfd: pytest.CaptureFixture[str]):
+    """Run ``dupfinder ARGS`` in-process; returns a :class:`Result`."""
+
+    def run(*args: str) -> Result:
+        capfd.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        cap = capfd.readouterr()
+        return Result(code, cap.out, cap.err)
+
+    return run

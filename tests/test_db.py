@@ -1,0 +1,270 @@
+"""Database layer on both backends: schema, bulk statements, fallback, passwords."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, select, text, update
+from sqlalchemy.engine import make_url
+
+from dupfinder.config import load_settings
+from dupfinder.db import catalogue
+from dupfinder.db.engine import Database, open_database, worker_database
+from dupfinder.db.models import SCHEMA_VERSION, FileHash, SchemaInfo, utcnow
+from dupfinder.db.schema import schema_version
+from dupfinder.errors import DatabaseError
+from tests.pg_server import free_port
+
+
+def rows(n: int, host: str = "h1", base: str = "/data", size: int = 100, **extra) -> list[dict]:
+    now = utcnow()
+    return [
+        {"host": host, "path": f"{base}/f{i}", "name": f"f{i}", "size": size, "mtime_ns": 1000,
+         "device": 1, "inode": 10_000 + i, "nlink": 1, "scan_id": 1, "first_seen": now,
+         "last_seen": now, **extra}
+        for i in range(n)
+    ]
+
+
+def count(db: Database) -> int:
+    with db.session() as s:
+        return s.scalar(select(func.count()).select_from(FileHash)) or 0
+
+
+def test_schema_created_with_version(db: Database) -> None:
+    assert schema_version(db.engine) == SCHEMA_VERSION
+    with db.engine.connect() as conn:
+        for table in ("file_hashes", "scan_metadata", "action_runs", "action_journal"):
+            assert conn.dialect.has_table(conn, table)
+
+
+def test_reopening_keeps_data(db: Database, db_url: str) -> None:
+    with db.session() as s:
+        catalogue.upsert_files(s, rows(3))
+        s.commit()
+    again = open_database(load_settings(db_url=db_url), no_fallback=True)
+    try:
+        assert count(again) == 3
+    finally:
+        again.dispose()
+
+
+def test_newer_schema_version_is_refused(db: Database, db_url: str) -> None:
+    with db.session() as s:
+        s.execute(update(SchemaInfo).values(version=SCHEMA_VERSION + 1))
+        s.commit()
+    with pytest.raises(DatabaseError, match="newer than this dupfinder"):
+        open_database(load_settings(db_url=db_url), no_fallback=True)
+
+
+def test_upsert_inserts_then_updates_without_duplicates(db: Database) -> None:
+    with db.session() as s:
+        catalogue.upsert_files(s, rows(50))
+        catalogue.upsert_files(s, rows(50))  # same rows again: no new rows
+        s.commit()
+    assert count(db) == 50
+
+
+def test_upsert_keeps_hashes_of_unchanged_and_clears_changed(db: Database) -> None:
+    with db.session() as s:
+        catalogue.upsert_files(s, rows(2))
+        s.execute(update(FileHash).values(prefix_hash="p", full_hash="f", hash_algo="md5"))
+        changed = rows(2)
+        changed[1]["mtime_ns"] = 2000
+        catalogue.upsert_files(s, changed)
+        s.commit()
+        got = dict(s.execute(select(FileHash.path, FileHash.full_hash)).all())
+    assert got == {"/data/f0": "f", "/data/f1": None}
+
+
+def test_same_path_on_two_hosts_are_two_rows(db: Database) -> None:
+    with db.session() as s:
+        catalogue.upsert_files(s, rows(5, host="laptop") + rows(5, host="nas"))
+        s.commit()
+    assert count(db) == 10
+
+
+def test_existing_files_is_limited_to_host_and_roots(db: Database) -> None:
+    with db.session() as s:
+        catalogue.upsert_files(s, rows(3, base="/a") + rows(3, base="/ab") + rows(2, base="/a/b"))
+        catalogue.upsert_files(s, rows(4, host="other", base="/a"))
+        s.commit()
+        paths = sorted(r[1] for r in catalogue.existing_files(s, "h1", ["/a"]))
+    # /ab is not under /a, other host's rows are excluded
+    assert paths == ["/a/b/f0", "/a/b/f1", "/a/f0", "/a/f1", "/a/f2"]
+
+
+def test_delete_files_in_batches(db: Database) -> None:
+    with db.session() as s:
+        catalogue.upsert_files(s, rows(25))
+        ids = list(s.scalars(select(FileHash.id)))
+        assert catalogue.delete_files(s, ids[:20], batch_size=7) == 20
+        s.commit()
+    assert count(db) == 5
+
+
+def test_candidates_and_groups(db: Database) -> None:
+    data = rows(3, size=10) + rows(1, base="/u", size=99)
+    with db.session() as s:
+        catalogue.upsert_files(s, data)
+        s.commit()
+        pending = list(catalogue.prefix_candidates(s, "h1", "xxh3"))
+        assert sorted(p[1] for p in pending) == ["/data/f0", "/data/f1", "/data/f2"]
+        ids = [p[0] for p in pending]
+        catalogue.save_hashes(s, [
+            {"id": ids[0], "prefix_hash": "A", "full_hash": None, "hash_algo": "xxh3"},
+            {"id": ids[1], "prefix_hash": "A", "full_hash": None, "hash_algo": "xxh3"},
+            {"id": ids[2], "prefix_hash": "B", "full_hash": None, "hash_algo": "xxh3"},
+        ])
+        s.commit()
+        assert list(catalogue.prefix_candidates(s, "h1", "xxh3")) == []
+        # another algorithm asks for the hashes again instead of mixing them
+        assert len(list(catalogue.prefix_candidates(s, "h1", "sha256"))) == 3
+        full = sorted(p[0] for p in catalogue.full_candidates(s, "h1", "xxh3"))
+        assert full == sorted(ids[:2])
+        catalogue.save_hashes(s, [{"id": i, "full_hash": "F"} for i in ids[:2]])
+        s.commit()
+        assert catalogue.group_totals(s) == (1, 2, 10)
+
+
+def test_hard_links_are_not_wasted_space(db: Database) -> None:
+    data = rows(3, size=10)
+    data[1]["inode"] = data[0]["inode"]  # f0 and f1 are one inode
+    with db.session() as s:
+        catalogue.upsert_files(s, data)
+        s.execute(update(FileHash).values(full_hash="F", prefix_hash="F", hash_algo="md5"))
+        s.commit()
+        assert catalogue.group_totals(s) == (1, 3, 10)
+        s.execute(update(FileHash).where(FileHash.path == "/data/f2").values(full_hash="G"))
+        s.commit()
+        assert catalogue.group_totals(s) == (0, 0, 0)
+
+
+def test_worker_database_is_independent(db: Database) -> None:
+    worker = worker_database(db.url_string())
+    try:
+        with worker.session() as s:
+            catalogue.upsert_files(s, rows(4))
+            s.commit()
+    finally:
+        worker.dispose()
+    assert count(db) == 4
+
+
+def test_non_utf8_and_newline_paths_round_trip(db: Database) -> None:
+    from dupfinder.paths import from_db, to_db
+
+    weird = ["/d/caf\udce9", "/d/new\nline", "/d/back\\slash", "/d/\u00e9t\u00e9"]
+    data = rows(len(weird))
+    for row, p in zip(data, weird, strict=True):
+        row["path"] = to_db(p)
+    with db.session() as s:
+        catalogue.upsert_files(s, data)
+        s.commit()
+        stored = sorted(from_db(r[1]) for r in catalogue.existing_files(s, "h1", ["/d"]))
+    assert stored == sorted(weird)
+
+
+# ----------------------------------------------------------------- fallback / errors
+
+
+def test_unreachable_postgresql_falls_back_to_sqlite(tmp_path: Path, capsys) -> None:
+    port = free_port()
+    fallback = tmp_path / "fb" / "cat.db"
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({
+        "database": {"host": "127.0.0.1", "port": port, "password": "s3cretpw!"},
+        "fallback": {"sqlite_path": str(fallback)},
+    }))
+    warnings: list[str] = []
+    db = open_database(load_settings(config_path=str(cfg)), warn=warnings.append)
+    try:
+        assert db.backend == "sqlite"
+        assert fallback.exists()
+        assert len(warnings) == 1
+        assert f"127.0.0.1:{port}" in warnings[0] and str(fallback) in warnings[0]
+        assert "s3cretpw!" not in warnings[0]
+    finally:
+        db.dispose()
+
+
+def test_unreachable_postgresql_without_fallback_is_an_error() -> None:
+    from dupfinder.cli import Context
+
+    port = free_port()
+    url = f"postgresql://u:pw-secret-1@127.0.0.1:{port}/x"
+    ctx = Context(db_url=url, no_fallback=True)
+    with pytest.raises(DatabaseError) as err:
+        ctx.database()
+    assert f"127.0.0.1:{port}" in str(err.value)
+    assert "fallback to SQLite is off" in str(err.value)
+    assert "pw-secret-1" not in str(err.value)
+
+
+def test_sqlite_in_read_only_folder_is_a_clear_error(tmp_path: Path) -> None:
+    import os
+
+    if os.geteuid() == 0:
+        # root ignores folder permissions; a path below a regular file fails for everyone
+        target = tmp_path / "file"
+        target.write_text("x")
+        url = f"sqlite:///{target}/sub/cat.db"
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        url = f"sqlite:///{ro}/sub/cat.db"
+    with pytest.raises(DatabaseError, match="cannot create the folder for SQLite"):
+        open_database(load_settings(db_url=url))
+
+
+def test_postgresql_database_is_created_and_special_password_works(pg_url: str) -> None:
+    admin = make_url(pg_url)
+    role_pw = "r@le:p/w%#"
+    engine = create_engine(admin.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    role = admin.database + "_role"
+    with engine.connect() as conn:
+        conn.execute(text(f"CREATE ROLE {role} LOGIN CREATEDB PASSWORD '{role_pw}'"))
+    try:
+        cfg = Path("config.json")
+        cfg.write_text(json.dumps({"database": {
+            "host": admin.host, "port": admin.port, "user": role, "password": role_pw,
+            "database": admin.database,
+        }}))
+        db = open_database(load_settings(), no_fallback=True)
+        try:
+            assert db.backend == "postgresql"
+            assert schema_version(db.engine) == SCHEMA_VERSION
+            assert role_pw not in db.display_url
+        finally:
+            db.dispose()
+        from tests.conftest import _drop_database
+
+        _drop_database(admin, admin.database)
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        engine.dispose()
+
+
+def test_wrong_password_is_an_error_not_a_fallback(pg_url: str) -> None:
+    bad = make_url(pg_url).set(password="definitely-wrong-pw")
+    with pytest.raises(DatabaseError) as err:
+        open_database(load_settings(db_url=bad.render_as_string(hide_password=False)))
+    assert "password authentication failed" in str(err.value)
+    assert "definitely-wrong-pw" not in str(err.value)
+
+
+def test_concurrent_schema_creation_on_postgresql(pg_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def opener(_: int) -> int:
+        d = open_database(load_settings(db_url=pg_url), no_fallback=True)
+        try:
+            return schema_version(d.engine) or 0
+        finally:
+            d.dispose()
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(opener, range(4))) == [SCHEMA_VERSION] * 4
