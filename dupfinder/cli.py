@@ -150,3 +150,5 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
 
+
+import dupfinder.commands  # noqa: E402,F401  (registers the subcommands on ``cli``)

@@ -110,7 +110,7 @@ def test_candidates_and_groups(db: Database) -> None:
     with db.session() as s:
         catalogue.upsert_files(s, data)
         s.commit()
-        pending = list(catalogue.prefix_candidates(s, "h1", "xxh3"))
+        pending = list(catalogue.stream(s, catalogue.prefix_candidates("h1", "xxh3")))
         assert sorted(p[1] for p in pending) == ["/data/f0", "/data/f1", "/data/f2"]
         ids = [p[0] for p in pending]
         catalogue.save_hashes(s, [
@@ -119,10 +119,10 @@ def test_candidates_and_groups(db: Database) -> None:
             {"id": ids[2], "prefix_hash": "B", "full_hash": None, "hash_algo": "xxh3"},
         ])
         s.commit()
-        assert list(catalogue.prefix_candidates(s, "h1", "xxh3")) == []
+        assert list(catalogue.stream(s, catalogue.prefix_candidates("h1", "xxh3"))) == []
         # another algorithm asks for the hashes again instead of mixing them
-        assert len(list(catalogue.prefix_candidates(s, "h1", "sha256"))) == 3
-        full = sorted(p[0] for p in catalogue.full_candidates(s, "h1", "xxh3"))
+        assert len(list(catalogue.stream(s, catalogue.prefix_candidates("h1", "sha256")))) == 3
+        full = sorted(p[0] for p in catalogue.stream(s, catalogue.full_candidates("h1", "xxh3")))
         assert full == sorted(ids[:2])
         catalogue.save_hashes(s, [{"id": i, "full_hash": "F"} for i in ids[:2]])
         s.commit()

@@ -134,17 +134,16 @@ def _distinct_inodes(*cols: Any) -> Select[Any]:
     return select(*cols, F.host, F.device, F.inode).distinct()
 
 
-def prefix_candidates(session: Session, host: str, algo: str, min_size: int = 0
-                      ) -> Iterator[tuple[int, str, int, int, int, int]]:
-    """Stream the host's files that need a prefix hash: their size is shared by another
-    file (another inode, on any host) and they have no hash by ``algo`` yet.
+def prefix_candidates(host: str, algo: str, min_size: int = 0) -> Select[Any]:
+    """The host's files that need a prefix hash: their size is shared by another file
+    (another inode, on any host) and they have no hash by ``algo`` yet.
 
     Rows are (id, path, size, mtime_ns, device, inode), ordered by device and inode so
     that hard links arrive together and reads follow the disk layout.
     """
     ident = _distinct_inodes(F.size).where(F.size >= min_size).subquery()
     sizes = select(ident.c.size).group_by(ident.c.size).having(func.count() > 1)
-    stmt = (
+    return (
         select(F.id, F.path, F.size, F.mtime_ns, F.device, F.inode)
         .where(
             F.host == host,
@@ -152,16 +151,13 @@ def prefix_candidates(session: Session, host: str, algo: str, min_size: int = 0
             or_(F.prefix_hash.is_(None), F.hash_algo.is_(None), F.hash_algo != algo),
         )
         .order_by(F.device, F.inode)
-        .execution_options(yield_per=STREAM_ROWS)
     )
-    for row in session.execute(stmt):
-        yield tuple(row)
 
 
-def full_candidates(session: Session, host: str, algo: str
-                    ) -> Iterator[tuple[int, str, int, int, int, int]]:
-    """Stream the host's files that need a full hash: their (size, prefix hash) by
-    ``algo`` collides with another inode's, and they have no full hash yet."""
+def full_candidates(host: str, algo: str) -> Select[Any]:
+    """The host's files that need a full hash: their (size, prefix hash) by ``algo``
+    collides with another inode's, and they have no full hash yet. Same row shape and
+    order as :func:`prefix_candidates`."""
     ident = (
         _distinct_inodes(F.size, F.prefix_hash)
         .where(F.hash_algo == algo, F.prefix_hash.is_not(None))
@@ -173,15 +169,25 @@ def full_candidates(session: Session, host: str, algo: str
         .having(func.count() > 1)
         .subquery()
     )
-    stmt = (
+    return (
         select(F.id, F.path, F.size, F.mtime_ns, F.device, F.inode)
         .join(clashes, and_(F.size == clashes.c.size, F.prefix_hash == clashes.c.prefix_hash))
         .where(F.host == host, F.hash_algo == algo, F.full_hash.is_(None))
         .order_by(F.device, F.inode)
-        .execution_options(yield_per=STREAM_ROWS)
     )
-    for row in session.execute(stmt):
+
+
+def stream(session: Session, stmt: Select[Any]) -> Iterator[tuple[Any, ...]]:
+    """Stream the rows of ``stmt`` as tuples, a few thousand at a time."""
+    for row in session.execute(stmt.execution_options(yield_per=STREAM_ROWS)):
         yield tuple(row)
+
+
+def count_and_bytes(session: Session, stmt: Select[Any]) -> tuple[int, int]:
+    """(rows, sum of sizes) that a candidate statement would return."""
+    sub = stmt.order_by(None).subquery()
+    row = session.execute(select(func.count(), func.coalesce(func.sum(sub.c.size), 0))).one()
+    return int(row[0]), int(row[1])
 
 
 def save_hashes(session: Session, updates: list[dict[str, Any]]) -> None:
@@ -191,13 +197,6 @@ def save_hashes(session: Session, updates: list[dict[str, Any]]) -> None:
     """
     if updates:
         session.execute(update(F), updates)
-
-
-def count_pending(session: Session, host: str, algo: str) -> int:
-    """How many of the host's files are candidates for hashing but still lack a hash."""
-    n_prefix = sum(1 for _ in prefix_candidates(session, host, algo))
-    n_full = sum(1 for _ in full_candidates(session, host, algo))
-    return n_prefix + n_full
 
 
 # --------------------------------------------------------------------------- groups

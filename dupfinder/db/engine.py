@@ -6,7 +6,6 @@ No engine or connection crosses a process boundary: worker processes build their
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -240,13 +239,3 @@ def worker_database(url: str) -> Database:
     engine = make_engine(parsed, pool_size=1, max_overflow=2)
     return Database(engine=engine, url=parsed, sessions=sessionmaker(engine))
 
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,0 +1,110 @@
+"""``dupfinder scan``."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import click
+
+from dupfinder.cli import Context, cli, common_options, handle_errors, pass_ctx
+from dupfinder.errors import UsageError
+from dupfinder.paths import display
+from dupfinder.scan.hashing import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_PREFIX_SIZE
+from dupfinder.scan.pipeline import ScanOptions, ScanSummary, resolve_roots, run_scan
+from dupfinder.scan.walk import WalkOptions
+from dupfinder.units import human_size, parse_size
+
+
+def _raise_interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@cli.command("scan")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("-a", "--algorithm", default=DEFAULT_ALGORITHM, show_default=True,
+              type=click.Choice(list(ALGORITHMS)), help="Hash algorithm.")
+@click.option("-p", "--processes", type=int, default=None,
+              help="Hashing processes (default: CPU count; 1 = no pool).")
+@click.option("-b", "--batch-size", type=int, default=1000, show_default=True,
+              help="Files per database batch.")
+@click.option("-c", "--chunk-size", default="1MiB", show_default=True,
+              help="Read buffer size (e.g. 256k, 8MB).")
+@click.option("--min-size", default=None, help="Smallest file size to consider [default: 1].")
+@click.option("--max-size", default=None, help="Largest file size to consider.")
+@click.option("--include-empty", is_flag=True, help="Treat empty files as duplicates too.")
+@click.option("--include", multiple=True, metavar="GLOB",
+              help="Only files whose name (or path, if the glob has a /) matches.")
+@click.option("--exclude", multiple=True, metavar="GLOB",
+              help="Skip files and folders whose name (or path) matches.")
+@click.option("--hidden/--no-hidden", default=True, show_default=True,
+              help="Include dot-files and dot-folders.")
+@click.option("--follow-links", is_flag=True, help="Follow symbolic links (loop-safe).")
+@click.option("--one-file-system", is_flag=True, help="Stay on the file system of each root.")
+@click.option("--max-depth", type=int, default=None,
+              help="Descend at most N levels (1 = only files directly in a root).")
+@click.option("--prefix-size", default=str(DEFAULT_PREFIX_SIZE), show_default=True,
+              help="Bytes hashed in the prefix stage.")
+@click.option("--start-method", type=click.Choice(["fork", "spawn", "forkserver"]),
+              default=None, help="multiprocessing start method (default: the platform's).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the HTML report of duplicates to this file.")
+@common_options
+@pass_ctx
+@handle_errors
+def scan_cmd(ctx: Context, paths: tuple[str, ...], algorithm: str, processes: int | None,
+             batch_size: int, chunk_size: str, min_size: str | None, max_size: str | None,
+             include_empty: bool, include: tuple[str, ...], exclude: tuple[str, ...],
+             hidden: bool, follow_links: bool, one_file_system: bool, max_depth: int | None,
+             prefix_size: str, start_method: str | None, report_path: str | None) -> None:
+    """Scan PATH... (folders or files) into the catalogue and find duplicates."""
+    if include_empty and min_size is not None and parse_size(min_size, "--min-size") > 0:
+        raise UsageError("--include-empty conflicts with --min-size above 0")
+    walk_opts = WalkOptions(
+        follow_links=follow_links, one_file_system=one_file_system, max_depth=max_depth,
+        min_size=0 if include_empty else parse_size(min_size or 1, "--min-size"),
+        max_size=parse_size(max_size, "--max-size") if max_size is not None else None,
+        include=include, exclude=exclude, hidden=hidden,
+    )
+    options = ScanOptions(walk=walk_opts, algorithm=algorithm, batch_size=batch_size,
+                          chunk_size=parse_size(chunk_size, "--chunk-size"),
+                          prefix_size=parse_size(prefix_size, "--prefix-size"),
+                          start_method=start_method, progress=not ctx.quiet)
+    if processes is not None:
+        options.processes = processes
+    resolve_roots(list(paths))  # bad paths fail before anything is opened or written
+    settings = ctx.settings()
+    db = ctx.database()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        summary = run_scan(db, list(paths), settings.host_label, options,
+                           log=(lambda line: ctx.warn(display(line))) if ctx.verbose else None)
+        if report_path:
+            from dupfinder.output.report import write_report
+
+            write_report(db, report_path, roots=summary.roots)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        db.dispose()
+    if not ctx.quiet:
+        for line in summary_lines(summary, db.display_url):
+            click.echo(line)
+
+
+def summary_lines(s: ScanSummary, where: str) -> list[str]:
+    """The end-of-scan summary for people."""
+    c = s.sync
+    total = sum(s.stage_seconds.values())
+    stages = ", ".join(f"{k} {v:.2f}s" for k, v in s.stage_seconds.items())
+    lines = [
+        f"scan {s.scan_id} {s.status} in {total:.2f}s ({where})",
+        f"files: {c.seen} seen, {c.new} new, {c.changed} changed, {c.unchanged} unchanged, "
+        f"{c.removed} removed",
+        f"hashed: {s.files_hashed} files, {human_size(s.bytes_hashed)}; "
+        f"{s.changed_during_read} changed while read (left for the next scan); "
+        f"{len(s.problems)} errors" + (" (-v lists them)" if s.problems else ""),
+        f"duplicates: {s.duplicate_groups} groups, {s.files_in_groups} files, "
+        f"{human_size(s.wasted_bytes)} wasted",
+        f"stages: {stages}",
+    ]
+    return lines

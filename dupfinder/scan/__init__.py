@@ -1,0 +1,1 @@
+"""The scan pipeline: walk -> sync with the catalogue -> prefix hash -> full hash."""

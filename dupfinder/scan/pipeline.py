@@ -1,0 +1,280 @@
+"""The scan, stage by stage: walk + sync -> prefix hashes -> full hashes -> summary.
+
+Each stage has its own progress bar and timing. Everything a stage finishes is committed as
+it goes, so an interrupted scan (Ctrl-C, kill -9, a lost database) resumes by running the
+same command again: unchanged files are not hashed twice.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from tqdm import tqdm
+
+from dupfinder.db import catalogue
+from dupfinder.db.engine import Database
+from dupfinder.db.models import utcnow
+from dupfinder.errors import DatabaseError, UsageError, one_line
+from dupfinder.paths import to_db
+from dupfinder.scan.hashing import (
+    ALGORITHMS,
+    DEFAULT_ALGORITHM,
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_PREFIX_SIZE,
+    algorithm_tag,
+)
+from dupfinder.scan.sync import SyncCounts, sync
+from dupfinder.scan.walk import WalkOptions, WalkProblems, normalize_roots, walk
+from dupfinder.scan.workers import Hashers, HashSettings, TaskResult, make_tasks
+
+FULL_TASK_BYTES = 256 << 20
+
+
+@dataclass
+class ScanOptions:
+    """How to scan (walk filters are in ``walk``)."""
+
+    walk: WalkOptions = field(default_factory=WalkOptions)
+    algorithm: str = DEFAULT_ALGORITHM
+    processes: int = field(default_factory=lambda: os.cpu_count() or 1)
+    batch_size: int = 1000
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    prefix_size: int = DEFAULT_PREFIX_SIZE
+    start_method: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class ScanSummary:
+    """What a scan found and did; also recorded in ``scan_metadata``."""
+
+    scan_id: int
+    roots: list[str]
+    status: str = "running"
+    sync: SyncCounts = field(default_factory=SyncCounts)
+    files_hashed: int = 0
+    bytes_hashed: int = 0
+    changed_during_read: int = 0
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    skipped_links: int = 0
+    duplicate_groups: int = 0
+    files_in_groups: int = 0
+    wasted_bytes: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """The counts as ``scan_metadata`` columns."""
+        return {
+            "files_seen": self.sync.seen, "files_new": self.sync.new,
+            "files_changed": self.sync.changed, "files_unchanged": self.sync.unchanged,
+            "files_removed": self.sync.removed, "files_hashed": self.files_hashed,
+            "bytes_hashed": self.bytes_hashed, "errors": len(self.problems),
+            "changed_during_read": self.changed_during_read,
+            "duplicate_groups": self.duplicate_groups, "wasted_bytes": self.wasted_bytes,
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+        }
+
+
+def resolve_roots(paths: list[str]) -> list[str]:
+    """Absolute, de-duplicated roots; a path that does not exist is a usage error."""
+    if not paths:
+        raise UsageError("scan needs at least one PATH")
+    for p in paths:
+        if not os.path.lexists(p):
+            raise UsageError(f"no such file or directory: {p}")
+        if not os.path.exists(p):
+            raise UsageError(f"broken symbolic link: {p}")
+    return normalize_roots(paths)
+
+
+def check_options(options: ScanOptions) -> None:
+    """Reject option values that cannot work, with one clear line."""
+    if options.algorithm not in ALGORITHMS:
+        raise UsageError(
+            f"unknown algorithm '{options.algorithm}' (choose from {', '.join(ALGORITHMS)})"
+        )
+    if options.processes < 1:
+        raise UsageError(f"--processes must be at least 1, not {options.processes}")
+    if options.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, not {options.batch_size}")
+    if options.chunk_size < 4096:
+        raise UsageError("--chunk-size must be at least 4 KiB")
+    w = options.walk
+    if w.max_size is not None and w.max_size < w.min_size:
+        raise UsageError("--max-size is smaller than --min-size")
+    if w.max_depth is not None and w.max_depth < 1:
+        raise UsageError("--max-depth must be at least 1")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def _db_errors() -> Iterator[None]:
+    """A database failure in the middle of a scan becomes one line; what was committed stays."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise DatabaseError(
+            f"database error during the scan (work committed so far is kept; run the same "
+            f"command again to resume): {one_line(exc)}"
+        ) from exc
+
+
+class _Bars:
+    """tqdm bars on stderr, silent when stderr is not a terminal or progress is off."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+
+    def bar(self, desc: str, total: int | None = None, unit: str = "files") -> tqdm:
+        scale = unit == "B"
+        return tqdm(total=total, desc=desc, unit=unit, unit_scale=scale, unit_divisor=1024,
+                    disable=not self.enabled, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
+             log: Callable[[str], None] | None = None) -> ScanSummary:
+    """Scan ``paths`` into the catalogue ``db`` as ``host``; returns the summary.
+
+    Raises KeyboardInterrupt (after recording the scan as interrupted) on Ctrl-C.
+    """
+    check_options(options)
+    roots = resolve_roots(paths)
+    tag = algorithm_tag(options.algorithm, options.prefix_size)
+    bars = _Bars(options.progress)
+    with _db_errors(), db.session() as session:
+        stale = [sid for sid, pid in catalogue.running_scans(session, host)
+                 if pid is None or not _pid_alive(pid)]
+        catalogue.mark_interrupted(session, stale)
+        scan_id = catalogue.start_scan(session, host, roots, tag, _options_record(options),
+                                       os.getpid())
+        session.commit()
+    summary = ScanSummary(scan_id=scan_id, roots=roots)
+    try:
+        with _db_errors():
+            _walk_and_sync(db, host, roots, options, summary, bars)
+            settings = HashSettings(db.url_string(), options.algorithm, tag,
+                                    options.prefix_size, options.chunk_size)
+            _HashStages(db, host, tag, options, summary, bars, settings).run()
+            with db.session() as session:
+                t = time.perf_counter()
+                groups, files, wasted = catalogue.group_totals(
+                    session, host=host, roots=[to_db(r) for r in roots],
+                    min_size=options.walk.min_size)
+                summary.duplicate_groups, summary.files_in_groups = groups, files
+                summary.wasted_bytes = wasted
+                summary.stage_seconds["groups"] = time.perf_counter() - t
+                summary.status = "complete"
+                catalogue.finish_scan(session, scan_id, "complete", **summary.record())
+                session.commit()
+    except BaseException as exc:
+        summary.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        _record_end(db, summary, str(exc) if summary.status == "failed" else None)
+        raise
+    if log:
+        for path, reason in summary.problems:
+            log(f"{path}: {reason}")
+    return summary
+
+
+def _options_record(options: ScanOptions) -> dict[str, Any]:
+    w = options.walk
+    return {
+        "algorithm": options.algorithm, "processes": options.processes,
+        "batch_size": options.batch_size, "chunk_size": options.chunk_size,
+        "prefix_size": options.prefix_size, "follow_links": w.follow_links,
+        "one_file_system": w.one_file_system, "max_depth": w.max_depth,
+        "min_size": w.min_size, "max_size": w.max_size, "include": list(w.include),
+        "exclude": list(w.exclude), "hidden": w.hidden,
+    }
+
+
+def _record_end(db: Database, summary: ScanSummary, message: str | None) -> None:
+    """Best effort: mark the scan record interrupted or failed (the database may be gone)."""
+    try:
+        with db.session() as session:
+            catalogue.finish_scan(session, summary.scan_id, summary.status,
+                                  message=message, **summary.record())
+            session.commit()
+    except (SQLAlchemyError, OSError):
+        pass
+
+
+def _walk_and_sync(db: Database, host: str, roots: list[str], options: ScanOptions,
+                   summary: ScanSummary, bars: _Bars) -> None:
+    t = time.perf_counter()
+    problems = WalkProblems()
+    with bars.bar("walk") as walked, bars.bar("sync", unit="rows") as written:
+        def entries() -> Iterator[Any]:
+            for entry in walk(roots, options.walk, problems):
+                walked.update()
+                yield entry
+
+        summary.sync = sync(db, host, roots, entries(), summary.scan_id, utcnow(),
+                            options.batch_size, lambda: problems.unreadable_dirs,
+                            progress=written.update)
+    summary.problems.extend(problems.errors)
+    summary.skipped_links = problems.skipped_links
+    summary.stage_seconds["walk+sync"] = time.perf_counter() - t
+
+
+class _HashStages:
+    """The prefix stage then the full stage, sharing one pool."""
+
+    def __init__(self, db: Database, host: str, tag: str, options: ScanOptions,
+                 summary: ScanSummary, bars: _Bars, settings: HashSettings) -> None:
+        self.db, self.host, self.tag, self.options = db, host, tag, options
+        self.summary, self.bars, self.settings = summary, bars, settings
+
+    def run(self) -> None:
+        opts = self.options
+        hashers = Hashers(self.db, self.settings, opts.processes, opts.start_method)
+        try:
+            self._stage(hashers, "prefix",
+                        catalogue.prefix_candidates(self.host, self.tag, opts.walk.min_size))
+            self._stage(hashers, "full", catalogue.full_candidates(self.host, self.tag))
+        except BaseException:
+            hashers.close(terminate=True)
+            raise
+        hashers.close()
+
+    def _stage(self, hashers: Hashers, stage: str, stmt: Any) -> None:
+        t = time.perf_counter()
+        opts = self.options
+        with self.db.session() as session:
+            files, nbytes = catalogue.count_and_bytes(session, stmt)
+            session.rollback()
+            if files:
+                by_bytes = stage == "full"
+                total = nbytes if by_bytes else files
+                max_bytes = FULL_TASK_BYTES if by_bytes else 1 << 62
+                with self.bars.bar(f"{stage} hash", total, "B" if by_bytes else "files") as bar:
+                    rows = catalogue.stream(session, stmt)
+                    tasks = make_tasks(rows, stage, opts.batch_size, max_bytes)
+                    for result in hashers.run(tasks):
+                        self._add(result)
+                        bar.update(result.bytes_read if by_bytes else result.files
+                                   + result.changed + len(result.errors))
+        self.summary.stage_seconds[stage] = time.perf_counter() - t
+
+    def _add(self, result: TaskResult) -> None:
+        s = self.summary
+        s.files_hashed += result.files
+        s.bytes_hashed += result.bytes_read
+        s.changed_during_read += result.changed
+        s.problems.extend(result.errors)

@@ -1,0 +1,90 @@
+"""Sync the walk with the catalogue: new, changed, unchanged and gone files.
+
+Unchanged files (same size, mtime, device and inode) are not written at all, so a rescan of
+an unchanged tree costs a walk and one read of the catalogue. New and changed files are
+upserted in batches (a change clears the stored hashes); rows under the scanned roots that
+the walk did not see leave the catalogue, except below folders that could not be read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dupfinder.db import catalogue
+from dupfinder.db.engine import Database
+from dupfinder.paths import subtree_range, to_db
+from dupfinder.scan.walk import Entry
+
+
+@dataclass
+class SyncCounts:
+    """Files seen by the walk and what the sync did with them."""
+
+    seen: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+
+
+def _is_under(path: str, folders: list[str]) -> bool:
+    for folder in folders:
+        lo, hi = subtree_range(folder)
+        if lo <= path < hi:
+            return True
+    return False
+
+
+def sync(db: Database, host: str, roots: list[str], entries: Iterable[Entry], scan_id: int,
+         now: datetime, batch_size: int, unreadable: Callable[[], list[str]],
+         progress: Callable[[int], Any] | None = None) -> SyncCounts:
+    """Bring the host's catalogue under ``roots`` in line with ``entries``.
+
+    ``unreadable`` is called after the walk ends and names folders whose contents must not
+    be pruned. Commits after every batch, so an interrupted sync keeps its progress.
+    """
+    counts = SyncCounts()
+    db_roots = [to_db(r) for r in roots]
+    with db.session() as session:
+        known = {row[1]: row for row in catalogue.existing_files(session, host, db_roots)}
+        session.rollback()  # end the read transaction before writing
+        batch: list[dict[str, Any]] = []
+        for path, name, size, mtime_ns, device, inode, nlink in entries:
+            counts.seen += 1
+            device, inode = _signed(device), _signed(inode)
+            key = to_db(path)
+            old = known.pop(key, None)
+            if old is not None:
+                if (old[2], old[3], old[4], old[5]) == (size, mtime_ns, device, inode):
+                    counts.unchanged += 1
+                    continue
+                counts.changed += 1
+            else:
+                counts.new += 1
+            batch.append({
+                "host": host, "path": key, "name": to_db(name), "size": size,
+                "mtime_ns": mtime_ns, "device": device, "inode": inode,
+                "nlink": nlink, "scan_id": scan_id, "first_seen": now, "last_seen": now,
+            })
+            if len(batch) >= batch_size:
+                catalogue.upsert_files(session, batch)
+                session.commit()
+                if progress:
+                    progress(len(batch))
+                batch = []
+        if batch:
+            catalogue.upsert_files(session, batch)
+            session.commit()
+        keep = [to_db(d) for d in unreadable()]
+        gone = [row[0] for path, row in known.items() if not (keep and _is_under(path, keep))]
+        counts.removed = catalogue.delete_files(session, gone, batch_size)
+        session.commit()
+    return counts
+
+
+def _signed(n: int) -> int:
+    """Fold an unsigned 64-bit number (inode, device) into the signed BIGINT range."""
+    return n - (1 << 64) if n >= 1 << 63 else n

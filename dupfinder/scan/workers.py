@@ -1,0 +1,184 @@
+"""Hashing tasks and the process pool that runs them.
+
+Each worker process opens its own engine and session from the database URL (never one
+inherited through fork), hashes a task's files and writes the results in one batched
+statement before taking the next task, so whatever finished is committed if the scan dies.
+Works with both the ``fork`` and ``spawn`` start methods.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.pool import AsyncResult, Pool
+from multiprocessing.util import Finalize
+from typing import Any
+
+from dupfinder.db import catalogue
+from dupfinder.db.engine import Database, worker_database
+from dupfinder.paths import from_db
+from dupfinder.scan.hashing import FileChanged, Reader
+
+# (catalogue ids sharing one inode, catalogue path, size, mtime_ns)
+Item = tuple[tuple[int, ...], str, int, int]
+
+
+@dataclass
+class Task:
+    """A batch of files for one stage (``prefix`` or ``full``)."""
+
+    stage: str
+    items: list[Item]
+
+
+@dataclass
+class TaskResult:
+    """What a task did."""
+
+    files: int = 0
+    bytes_read: int = 0
+    changed: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class HashSettings:
+    """Everything a worker needs to hash; picklable for ``spawn``."""
+
+    url: str
+    algorithm: str
+    tag: str
+    prefix_size: int
+    chunk_size: int
+
+
+def hash_task(db: Database, reader: Reader, tag: str, task: Task) -> TaskResult:
+    """Hash a task's files and save the results in one statement; returns the counts."""
+    result = TaskResult()
+    updates: list[dict[str, Any]] = []
+    for ids, db_path, size, mtime_ns in task.items:
+        path = from_db(db_path)
+        try:
+            if task.stage == "prefix":
+                digest, complete, nread = reader.prefix(path, size, mtime_ns)
+                full = digest if complete else None
+                updates.extend(
+                    {"id": i, "prefix_hash": digest, "full_hash": full, "hash_algo": tag}
+                    for i in ids
+                )
+                result.bytes_read += nread
+            else:
+                digest = reader.full(path, size, mtime_ns)
+                updates.extend({"id": i, "full_hash": digest} for i in ids)
+                result.bytes_read += size
+            result.files += 1
+        except FileChanged:
+            result.changed += 1
+        except OSError as exc:
+            result.errors.append((path, exc.strerror or type(exc).__name__))
+    if updates:
+        with db.session() as session:
+            catalogue.save_hashes(session, updates)
+            session.commit()
+    return result
+
+
+_worker: tuple[Database, Reader, str] | None = None
+
+
+def _init_worker(settings: HashSettings) -> None:
+    global _worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    db = worker_database(settings.url)
+    Finalize(db, db.dispose, exitpriority=10)
+    _worker = (db, Reader(settings.algorithm, settings.prefix_size, settings.chunk_size),
+               settings.tag)
+
+
+def _run(task: Task) -> TaskResult:
+    assert _worker is not None, "worker not initialised"
+    db, reader, tag = _worker
+    return hash_task(db, reader, tag, task)
+
+
+def make_tasks(rows: Iterable[tuple[int, str, int, int, int, int]], stage: str,
+               max_files: int, max_bytes: int) -> Iterator[Task]:
+    """Fold rows (id, path, size, mtime_ns, device, inode), ordered by device and inode,
+    into tasks: hard links become one item (read once), tasks are cut by count and bytes."""
+    items: list[Item] = []
+    nbytes = 0
+    current: list[Any] | None = None
+    for fid, path, size, mtime_ns, device, inode in rows:
+        if current is not None and current[4] == (device, inode):
+            current[0].append(fid)
+            continue
+        if current is not None:
+            items.append((tuple(current[0]), current[1], current[2], current[3]))
+            nbytes += current[2]
+            if len(items) >= max_files or nbytes >= max_bytes:
+                yield Task(stage, items)
+                items, nbytes = [], 0
+        current = [[fid], path, size, mtime_ns, (device, inode)]
+    if current is not None:
+        items.append((tuple(current[0]), current[1], current[2], current[3]))
+    if items:
+        yield Task(stage, items)
+
+
+class Hashers:
+    """Runs tasks in a pool of ``processes`` workers, or in this process when it is 1."""
+
+    def __init__(self, db: Database, settings: HashSettings, processes: int,
+                 start_method: str | None = None) -> None:
+        self.processes = processes
+        self.pool: Pool | None = None
+        self.local: tuple[Database, Reader, str] | None = None
+        if processes > 1:
+            db.engine.dispose()  # no pooled connection may be inherited by a child
+            ctx = multiprocessing.get_context(start_method)
+            self.pool = ctx.Pool(processes, initializer=_init_worker, initargs=(settings,))
+        else:
+            reader = Reader(settings.algorithm, settings.prefix_size, settings.chunk_size)
+            self.local = (db, reader, settings.tag)
+
+    def run(self, tasks: Iterable[Task]) -> Iterator[TaskResult]:
+        """Run tasks, yielding each result as it is done; at most two per worker in flight,
+        so candidates stream from the database instead of being loaded all at once."""
+        if self.pool is None:
+            assert self.local is not None
+            db, reader, tag = self.local
+            for task in tasks:
+                yield hash_task(db, reader, tag, task)
+            return
+        pending: list[AsyncResult[TaskResult]] = []
+        limit = 2 * self.processes
+        for task in tasks:
+            pending.append(self.pool.apply_async(_run, (task,)))
+            while len(pending) >= limit:
+                yield from self._collect(pending, block=True)
+            yield from self._collect(pending, block=False)
+        while pending:
+            yield from self._collect(pending, block=True)
+
+    @staticmethod
+    def _collect(pending: list[AsyncResult[TaskResult]], block: bool) -> Iterator[TaskResult]:
+        if block:
+            first = pending.pop(0)
+            yield first.get()
+        done = [p for p in pending if p.ready()]
+        for p in done:
+            pending.remove(p)
+            yield p.get()
+
+    def close(self, terminate: bool = False) -> None:
+        """Stop the workers: wait for them normally, or kill them at once."""
+        if self.pool is None:
+            return
+        if terminate:
+            self.pool.terminate()
+        else:
+            self.pool.close()
+        self.pool.join()
+        self.pool = None

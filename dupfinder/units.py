@@ -1,0 +1,43 @@
+"""Human sizes: parsing ``10k``, ``8MB``, ``1GiB`` and printing bytes for people."""
+
+from __future__ import annotations
+
+import re
+
+from dupfinder.errors import UsageError
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)(b?)\s*$", re.IGNORECASE)
+_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+
+
+def parse_size(text: str | int, what: str = "size") -> int:
+    """Parse a byte count: ``4096``, ``10k``, ``8MB`` (10^6), ``8MiB`` (2^20), ``1GiB``.
+
+    A bare suffix letter (``10k``, ``8M``) is binary, as in ``du`` and ``find``; ``kB``/``MB``
+    are decimal and ``KiB``/``MiB`` binary. Raises :class:`UsageError` naming ``what``.
+    """
+    if isinstance(text, int):
+        value = text
+    else:
+        m = _SIZE.match(text)
+        if not m:
+            raise UsageError(f"invalid {what} '{text}' (examples: 4096, 10k, 8MB, 1GiB)")
+        number, unit, binary, byte = m.groups()
+        power = _POWERS[unit.lower()]
+        base = 1000 if (byte and not binary and unit) else 1024
+        if binary and not unit:
+            raise UsageError(f"invalid {what} '{text}' (examples: 4096, 10k, 8MB, 1GiB)")
+        value = int(float(number) * base**power)
+    if value < 0:
+        raise UsageError(f"invalid {what} '{text}': must not be negative")
+    return value
+
+
+def human_size(n: int) -> str:
+    """``1536`` -> ``1.5 KiB``."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
