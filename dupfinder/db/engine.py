@@ -97,6 +97,10 @@ def make_engine(url: URL, *, pool_size: int = 20, max_overflow: int = 30,
         pool_timeout=pool_timeout,
         pool_pre_ping=True,
         connect_args=connect_args,
+        # psycopg2's executemany is one round trip per row; upserts and hash updates are
+        # executemany statements that insertmanyvalues does not cover, so batch them
+        executemany_mode="values_plus_batch",
+        executemany_batch_page_size=500,
     )
 
 

@@ -58,10 +58,9 @@ class FileHash(Base):
     __tablename__ = "file_hashes"
     __table_args__ = (
         UniqueConstraint("host", "path", name="uq_file_hashes_host_path"),
-        Index("ix_file_hashes_size", "size"),
+        # serves "same size" (leading column) and "same size and prefix" lookups
         Index("ix_file_hashes_size_prefix", "size", "prefix_hash"),
         Index("ix_file_hashes_full_hash", "full_hash"),
-        Index("ix_file_hashes_inode", "host", "device", "inode"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
