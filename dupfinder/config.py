@@ -198,12 +198,20 @@ def find_config_file(explicit: str | None, cwd: Path | None = None) -> tuple[Pat
             raise ConfigError(f"${ENV_CONFIG}: no such file: {path}")
         return path, f"${ENV_CONFIG}"
     local = (cwd or Path.cwd()) / "config.json"
-    if local.is_file():
+    if _is_file(local):
         return local, "./config.json"
     user = user_config_path()
-    if user.is_file():
+    if _is_file(user):
         return user, "user config"
     return None, "defaults"
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; a folder we may not look into counts as 'no file'."""
+    try:
+        return path.is_file()
+    except PermissionError:
+        return False
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

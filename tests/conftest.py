@@ -73,10 +73,10 @@ def pg_url(pg_server: URL) -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A database URL on each backend in turn."""
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database URL on each backend in turn (SQLite files live outside ``tmp_path``)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'catalogue.db'}"
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'catalogue.db'}"
     return str(request.getfixturevalue("pg_url"))
 
 

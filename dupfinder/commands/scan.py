@@ -11,7 +11,13 @@ from dupfinder.cli import Context, cli, common_options, handle_errors, pass_ctx
 from dupfinder.errors import UsageError
 from dupfinder.paths import display
 from dupfinder.scan.hashing import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_PREFIX_SIZE
-from dupfinder.scan.pipeline import ScanOptions, ScanSummary, resolve_roots, run_scan
+from dupfinder.scan.pipeline import (
+    ScanOptions,
+    ScanSummary,
+    check_options,
+    resolve_roots,
+    run_scan,
+)
 from dupfinder.scan.walk import WalkOptions
 from dupfinder.units import human_size, parse_size
 
@@ -72,7 +78,8 @@ def scan_cmd(ctx: Context, paths: tuple[str, ...], algorithm: str, processes: in
                           start_method=start_method, progress=not ctx.quiet)
     if processes is not None:
         options.processes = processes
-    resolve_roots(list(paths))  # bad paths fail before anything is opened or written
+    check_options(options)  # bad input fails before anything is opened or written
+    resolve_roots(list(paths))
     settings = ctx.settings()
     db = ctx.database()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -155,6 +155,10 @@ def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
     """
     check_options(options)
     roots = resolve_roots(paths)
+    if db.backend == "sqlite" and db.url.database:
+        base = os.path.abspath(db.url.database)
+        own = frozenset(base + suffix for suffix in ("", "-wal", "-shm", "-journal"))
+        options = replace(options, walk=replace(options.walk, skip_paths=own))
     tag = algorithm_tag(options.algorithm, options.prefix_size)
     bars = _Bars(options.progress)
     with _db_errors(), db.session() as session:

@@ -29,6 +29,7 @@ class WalkOptions:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     hidden: bool = True
+    skip_paths: frozenset[str] = frozenset()  # e.g. the SQLite catalogue and its -wal file
 
 
 @dataclass
@@ -155,6 +156,8 @@ def _walk_dir(root: str, root_dev: int, opts: WalkOptions, problems: WalkProblem
                         visited.add(key)
                     subdirs.append(path)
                 elif stat.S_ISREG(mode) and st is not None:
+                    if path in opts.skip_paths:
+                        continue
                     size = st.st_size
                     if size < opts.min_size or (opts.max_size is not None and size > opts.max_size):
                         continue

@@ -91,6 +91,7 @@ _worker: tuple[Database, Reader, str] | None = None
 def _init_worker(settings: HashSettings) -> None:
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # pool.terminate() ends us at once
     db = worker_database(settings.url)
     Finalize(db, db.dispose, exitpriority=10)
     _worker = (db, Reader(settings.algorithm, settings.prefix_size, settings.chunk_size),

@@ -1,0 +1,74 @@
+"""Helpers for tests: building trees, scanning them, reading groups back."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import select
+
+from dupfinder.db import catalogue
+from dupfinder.db.engine import Database
+from dupfinder.db.models import FileHash
+from dupfinder.paths import from_db
+from dupfinder.scan.pipeline import ScanOptions, ScanSummary, run_scan
+from dupfinder.scan.walk import WalkOptions
+
+HOST = "testhost"
+
+
+def write(path: Path | str, data: bytes | str) -> Path:
+    """Create a file (and its folders) with ``data``."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data.encode() if isinstance(data, str) else data)
+    return p
+
+
+def blob(seed: int, size: int) -> bytes:
+    """Deterministic pseudo-random bytes."""
+    import random
+
+    return random.Random(seed).randbytes(size)
+
+
+def scan(db: Database, *paths: Path | str, processes: int = 1, **walk: object) -> ScanSummary:
+    """Scan ``paths`` as the test host with progress off."""
+    opts = ScanOptions(walk=WalkOptions(**walk), processes=processes, progress=False)  # type: ignore[arg-type]
+    return run_scan(db, [str(p) for p in paths], HOST, opts)
+
+
+def groups(db: Database, host: str | None = None) -> set[frozenset[str]]:
+    """Every duplicate group in the catalogue as a set of filesystem paths."""
+    with db.session() as s:
+        g = catalogue.duplicate_groups(s, host=host).subquery()
+        stmt = (
+            select(FileHash.full_hash, FileHash.size, FileHash.path)
+            .join(g, (FileHash.full_hash == g.c.full_hash) & (FileHash.size == g.c.size)
+                  & (FileHash.hash_algo == g.c.hash_algo))
+        )
+        if host:
+            stmt = stmt.where(FileHash.host == host)
+        found: dict[tuple[str, int], set[str]] = {}
+        for full, size, path in s.execute(stmt):
+            found.setdefault((full, size), set()).add(from_db(path))
+    return {frozenset(v) for v in found.values()}
+
+
+def catalogue_rows(db: Database) -> dict[str, tuple[int, str | None, str | None]]:
+    """path -> (size, prefix_hash, full_hash) for every catalogue row."""
+    with db.session() as s:
+        rows = s.execute(select(FileHash.path, FileHash.size, FileHash.prefix_hash,
+                                FileHash.full_hash))
+        return {from_db(p): (size, ph, fh) for p, size, ph, fh in rows}
+
+
+def tree_checksums(root: Path) -> dict[str, tuple[int, bytes]]:
+    """path -> (mtime_ns, content) for every file: proves a tree was not touched."""
+    out: dict[str, tuple[int, bytes]] = {}
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            p = os.path.join(folder, name)
+            if not os.path.islink(p):
+                out[p] = (os.stat(p).st_mtime_ns, Path(p).read_bytes())
+    return out

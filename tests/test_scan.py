@@ -1,0 +1,316 @@
+"""``dupfinder scan`` on real trees, on both backends."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from dupfinder.db.engine import Database
+from dupfinder.db.models import FileHash, ScanMetadata
+from dupfinder.scan import pipeline
+from dupfinder.scan.hashing import DEFAULT_PREFIX_SIZE
+from tests.helpers import blob, catalogue_rows, groups, scan, tree_checksums, write
+
+
+def test_identical_files_under_different_names_are_one_group(db: Database, tmp_path: Path
+                                                              ) -> None:
+    a = write(tmp_path / "t/a.txt", "same content")
+    b = write(tmp_path / "t/sub/b.bin", "same content")
+    c = write(tmp_path / "t/other/c", "same content")
+    write(tmp_path / "t/unique", "something else entirely")
+    summary = scan(db, tmp_path / "t")
+    assert groups(db) == {frozenset({str(a), str(b), str(c)})}
+    assert (summary.duplicate_groups, summary.files_in_groups) == (1, 3)
+    assert summary.wasted_bytes == 2 * len("same content")
+    assert summary.sync.new == 4 and summary.status == "complete"
+
+
+def test_same_size_different_content_is_no_group(db: Database, tmp_path: Path) -> None:
+    write(tmp_path / "x", "aaaa")
+    write(tmp_path / "y", "bbbb")
+    summary = scan(db, tmp_path)
+    assert groups(db) == set()
+    assert summary.files_hashed == 2  # same size: both were hashed
+
+
+def test_unique_sizes_are_never_hashed(db: Database, tmp_path: Path) -> None:
+    write(tmp_path / "x", "a")
+    write(tmp_path / "y", "bb")
+    summary = scan(db, tmp_path)
+    assert summary.files_hashed == 0
+    assert all(ph is None for _, ph, _ in catalogue_rows(db).values())
+
+
+def test_same_prefix_different_tail(db: Database, tmp_path: Path) -> None:
+    head = blob(1, DEFAULT_PREFIX_SIZE * 3)
+    a = write(tmp_path / "a", head + b"tail-1")
+    b = write(tmp_path / "b", head + b"tail-2")
+    c = write(tmp_path / "c", head + b"tail-1")
+    scan(db, tmp_path)
+    rows = catalogue_rows(db)
+    assert rows[str(a)][1] == rows[str(b)][1]  # same prefix hash
+    assert rows[str(a)][2] != rows[str(b)][2]  # different full hash
+    assert groups(db) == {frozenset({str(a), str(c)})}
+
+
+def test_empty_files_only_with_include_empty(db: Database, tmp_path: Path) -> None:
+    e1 = write(tmp_path / "e1", b"")
+    e2 = write(tmp_path / "e2", b"")
+    scan(db, tmp_path)
+    assert groups(db) == set()
+    assert str(e1) not in catalogue_rows(db)
+    scan(db, tmp_path, min_size=0)
+    assert groups(db) == {frozenset({str(e1), str(e2)})}
+
+
+def test_hard_links_read_once_and_not_wasted(db: Database, tmp_path: Path) -> None:
+    a = write(tmp_path / "a", blob(2, 50_000))
+    os.link(a, tmp_path / "a_link")
+    b = write(tmp_path / "b", blob(2, 50_000))
+    summary = scan(db, tmp_path)
+    assert groups(db) == {frozenset({str(a), str(tmp_path / "a_link"), str(b)})}
+    assert summary.wasted_bytes == 50_000  # two inodes, one extra copy
+    # prefix stage reads the a/a_link inode once, full stage too: 2 inodes x 2 stages
+    assert summary.files_hashed == 4
+
+
+def test_only_hard_links_are_not_a_duplicate_group(db: Database, tmp_path: Path) -> None:
+    a = write(tmp_path / "a", "linked")
+    os.link(a, tmp_path / "b")
+    summary = scan(db, tmp_path)
+    assert groups(db) == set()
+    assert summary.files_hashed == 0  # one inode: its size is not shared
+
+
+def test_symlinks_are_not_followed_by_default(db: Database, tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    target = write(root / "real/f", "content")
+    write(tmp_path / "outside/g", "content")
+    (root / "link_to_file").symlink_to(target)
+    (root / "link_to_dir").symlink_to(tmp_path / "outside")
+    (root / "loop").symlink_to(root)
+    (root / "broken").symlink_to(tmp_path / "nope")
+    summary = scan(db, root)
+    assert set(catalogue_rows(db)) == {str(target)}
+    assert summary.skipped_links == 4
+    assert summary.problems == []
+
+
+def test_follow_links_is_loop_safe_and_reports_broken(db: Database, tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    target = write(root / "real/f", "content")
+    other = write(tmp_path / "outside/g", "content")
+    (root / "link_to_file").symlink_to(target)
+    (root / "link_to_dir").symlink_to(tmp_path / "outside")
+    (root / "real/loop").symlink_to(root)
+    (root / "broken").symlink_to(tmp_path / "nope")
+    summary = scan(db, root, follow_links=True)
+    rows = catalogue_rows(db)
+    assert set(rows) == {str(target), str(root / "link_to_file"), str(root / "link_to_dir/g")}
+    # the link to f is the same inode as f: only f and g's content copy count
+    assert groups(db) == {frozenset({str(target), str(root / "link_to_file"),
+                                     str(root / "link_to_dir/g")})}
+    assert summary.wasted_bytes == len("content")
+    assert [p for p, _ in summary.problems] == [str(root / "broken")]
+    assert other.exists()
+
+
+def test_non_utf8_and_newline_names(db: Database, tmp_path: Path) -> None:
+    root = os.fsencode(tmp_path)
+    bad = os.path.join(root, b"caf\xe9.txt")
+    nl = os.path.join(root, b"new\nline.txt")
+    for p in (bad, nl):
+        with open(p, "wb") as f:
+            f.write(b"duplicate body")
+    scan(db, tmp_path)
+    assert groups(db) == {frozenset({os.fsdecode(bad), os.fsdecode(nl)})}
+    # a rescan sees them unchanged (the stored form maps back exactly)
+    assert scan(db, tmp_path).sync.unchanged == 2
+
+
+def test_nesting_deeper_than_1000_levels(db: Database, tmp_path: Path) -> None:
+    deep = str(tmp_path)
+    for _ in range(1100):  # iteratively: os.makedirs would recurse 1100 deep
+        deep = os.path.join(deep, "d")
+        os.mkdir(deep)
+    deep = Path(deep)
+    bottom = write(deep / "x", "deep copy")
+    top = write(tmp_path / "x", "deep copy")
+    try:
+        scan(db, tmp_path)
+        assert groups(db) == {frozenset({str(bottom), str(top)})}
+    finally:  # shutil.rmtree (and pytest's cleanup) would recurse 1100 deep
+        bottom.unlink()
+        folder = str(deep)
+        while folder != str(tmp_path):
+            os.rmdir(folder)
+            folder = os.path.dirname(folder)
+
+
+def test_deleted_file_leaves_the_catalogue(db: Database, tmp_path: Path) -> None:
+    a = write(tmp_path / "a", "dup")
+    b = write(tmp_path / "b", "dup")
+    scan(db, tmp_path)
+    assert groups(db) == {frozenset({str(a), str(b)})}
+    b.unlink()
+    summary = scan(db, tmp_path)
+    assert summary.sync.removed == 1
+    assert groups(db) == set()
+    assert set(catalogue_rows(db)) == {str(a)}
+
+
+def test_modified_file_with_same_size_is_rehashed(db: Database, tmp_path: Path) -> None:
+    a = write(tmp_path / "a", "version-1")
+    b = write(tmp_path / "b", "version-1")
+    c = write(tmp_path / "c", "version-2")
+    scan(db, tmp_path)
+    assert groups(db) == {frozenset({str(a), str(b)})}
+    st = b.stat()
+    b.write_text("version-2")
+    os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    summary = scan(db, tmp_path)
+    assert summary.sync.changed == 1 and summary.sync.unchanged == 2
+    assert summary.files_hashed == 1  # only b: a and c keep their hashes
+    assert groups(db) == {frozenset({str(b), str(c)})}
+
+
+def test_unchanged_rescan_hashes_nothing(db: Database, tmp_path: Path) -> None:
+    for i in range(20):
+        write(tmp_path / f"d{i % 3}/f{i}", blob(i % 5, 10_000))
+    first = scan(db, tmp_path)
+    second = scan(db, tmp_path)
+    assert first.files_hashed > 0
+    assert second.files_hashed == 0 and second.sync.unchanged == 20
+    assert second.duplicate_groups == first.duplicate_groups == 5
+
+
+def test_roots_coexist_and_overlaps_make_no_duplicate_rows(db: Database, tmp_path: Path
+                                                           ) -> None:
+    a = write(tmp_path / "one/a", "shared")
+    b = write(tmp_path / "two/b", "shared")
+    write(tmp_path / "one/inner/c", "other")
+    scan(db, tmp_path / "one")
+    scan(db, tmp_path / "two")
+    assert groups(db) == {frozenset({str(a), str(b)})}  # across separate scans
+    scan(db, tmp_path, tmp_path / "one", tmp_path / "one/inner")
+    scan(db, tmp_path / "one/inner")
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(FileHash)) == 3
+    # scanning a sub-folder does not prune files elsewhere
+    assert groups(db) == {frozenset({str(a), str(b)})}
+
+
+def test_filters(db: Database, tmp_path: Path) -> None:
+    write(tmp_path / "keep.txt", "x" * 100)
+    write(tmp_path / "skip.log", "x" * 100)
+    write(tmp_path / ".hidden.txt", "x" * 100)
+    write(tmp_path / "big.txt", "x" * 5000)
+    write(tmp_path / "sub/deep/d.txt", "x" * 100)
+    write(tmp_path / "excluded_dir/e.txt", "x" * 100)
+    scan(db, tmp_path, include=("*.txt",), exclude=("excluded_dir",), hidden=False,
+         max_size=1000, max_depth=2)
+    assert set(catalogue_rows(db)) == {str(tmp_path / "keep.txt")}
+    scan(db, tmp_path, exclude=(f"{tmp_path}/sub/*",))
+    assert str(tmp_path / "sub/deep/d.txt") not in catalogue_rows(db)
+    assert str(tmp_path / ".hidden.txt") in catalogue_rows(db)
+
+
+def test_single_file_roots(db: Database, tmp_path: Path) -> None:
+    a = write(tmp_path / "a", "dup!")
+    b = write(tmp_path / "b", "dup!")
+    write(tmp_path / "c", "dup!")
+    scan(db, a, b)
+    assert groups(db) == {frozenset({str(a), str(b)})}
+
+
+def test_other_algorithm_rehashes_instead_of_mixing(db: Database, tmp_path: Path) -> None:
+    from dupfinder.scan.pipeline import ScanOptions, run_scan
+
+    a = write(tmp_path / "a", "same")
+    b = write(tmp_path / "b", "same")
+    scan(db, tmp_path)
+    summary = run_scan(db, [str(tmp_path)], "testhost",
+                       ScanOptions(algorithm="sha256", processes=1, progress=False))
+    assert summary.files_hashed == 2
+    with db.session() as s:
+        algos = set(s.scalars(select(FileHash.hash_algo)))
+        lengths = {len(h) for h in s.scalars(select(FileHash.full_hash))}
+    assert algos == {"sha256"} and lengths == {64}
+    assert groups(db) == {frozenset({str(a), str(b)})}
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_process_pool_with_fork_and_spawn(db: Database, tmp_path: Path, method: str) -> None:
+    from dupfinder.scan.pipeline import ScanOptions, run_scan
+
+    expected = set()
+    for i in range(12):
+        data = blob(i, 20_000 + i)
+        pair = {str(write(tmp_path / f"a/{i}", data)), str(write(tmp_path / f"b/{i}", data))}
+        expected.add(frozenset(pair))
+    summary = run_scan(db, [str(tmp_path)], "testhost",
+                       ScanOptions(processes=2, batch_size=3, progress=False,
+                                   start_method=method))
+    assert groups(db) == expected
+    assert summary.files_hashed == 48
+
+
+def test_file_changed_after_walk_is_left_pending(db: Database, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    a = write(tmp_path / "a", "0123456789")
+    b = write(tmp_path / "b", "0123456789")
+    original = pipeline._walk_and_sync
+
+    def walk_then_touch(*args: object, **kwargs: object) -> None:
+        original(*args, **kwargs)  # type: ignore[arg-type]
+        b.write_text("9876543210")  # same size, new content and mtime, after the walk
+        os.utime(b, ns=(0, b.stat().st_mtime_ns + 5_000_000_000))
+
+    monkeypatch.setattr(pipeline, "_walk_and_sync", walk_then_touch)
+    summary = scan(db, tmp_path)
+    assert summary.changed_during_read == 1
+    assert groups(db) == set()
+    assert catalogue_rows(db)[str(b)][1:] == (None, None)  # not recorded with a hash
+    monkeypatch.setattr(pipeline, "_walk_and_sync", original)
+    summary = scan(db, tmp_path)  # next scan sees the change and settles it
+    assert summary.sync.changed == 1
+    assert catalogue_rows(db)[str(b)][2] is not None
+    assert groups(db) == set() and catalogue_rows(db)[str(a)][2] is not None
+
+
+def test_scan_records_history(db: Database, tmp_path: Path) -> None:
+    write(tmp_path / "a", "x")
+    s1 = scan(db, tmp_path)
+    s2 = scan(db, tmp_path)
+    with db.session() as s:
+        rows = s.scalars(select(ScanMetadata).order_by(ScanMetadata.id)).all()
+    assert [r.id for r in rows] == [s1.scan_id, s2.scan_id]
+    assert all(r.status == "complete" and r.finished_at is not None for r in rows)
+    assert rows[0].roots == [str(tmp_path)] and rows[0].files_seen == 1
+    assert rows[0].algorithm == "xxh3-128" and "walk+sync" in rows[0].stage_seconds
+
+
+def test_scan_never_modifies_the_tree(db: Database, tmp_path: Path) -> None:
+    for i in range(10):
+        write(tmp_path / f"f{i}", blob(i % 3, 9000))
+    before = tree_checksums(tmp_path)
+    atimes = {p: os.stat(p).st_atime_ns for p in before}
+    scan(db, tmp_path)
+    assert tree_checksums(tmp_path) == before
+    assert {p: os.stat(p).st_atime_ns for p in before} == atimes
+
+
+def test_sqlite_catalogue_inside_the_tree_is_not_scanned(tmp_path: Path) -> None:
+    from dupfinder.config import load_settings
+    from dupfinder.db.engine import open_database
+
+    db = open_database(load_settings(db_url=f"sqlite:///{tmp_path / 'cat.db'}"))
+    try:
+        write(tmp_path / "a", "x")
+        scan(db, tmp_path)
+        assert set(catalogue_rows(db)) == {str(tmp_path / "a")}
+    finally:
+        db.dispose()
