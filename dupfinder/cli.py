@@ -20,6 +20,7 @@ from dupfinder.errors import (
     DupfinderError,
     mask_secrets,
     one_line,
+    quiet_library_logs,
 )
 
 
@@ -139,6 +140,7 @@ def config_show(ctx: Context) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; ``argv`` defaults to ``sys.argv[1:]``."""
+    quiet_library_logs()
     try:
         cli.main(args=argv, prog_name="dupfinder", standalone_mode=False)
     except click.exceptions.Abort:

@@ -186,17 +186,14 @@ def parse_db_url(text: str, source: str) -> URL:
 
 def find_config_file(explicit: str | None, cwd: Path | None = None) -> tuple[Path | None, str]:
     """Pick the config file by the lookup order; returns (path or None, how it was found)."""
-    if explicit:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"--config: no such file: {path}")
-        return path, "--config"
-    env = os.environ.get(ENV_CONFIG)
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"${ENV_CONFIG}: no such file: {path}")
-        return path, f"${ENV_CONFIG}"
+    for given, how in ((explicit, "--config"), (os.environ.get(ENV_CONFIG), f"${ENV_CONFIG}")):
+        if given:
+            path = Path(given).expanduser()
+            if path.is_dir():
+                raise ConfigError(f"{how}: {path} is a folder; give the config file itself")
+            if not path.is_file():
+                raise ConfigError(f"{how}: no such file: {path}")
+            return path, how
     local = (cwd or Path.cwd()) / "config.json"
     if _is_file(local):
         return local, "./config.json"

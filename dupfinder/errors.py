@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 # Exit codes, shared by every command.
 EXIT_ERROR = 1  # a runtime failure (database unreachable, I/O error, ...)
 EXIT_USAGE = 2  # bad input: a missing path, a bad option, a bad config file
@@ -55,3 +57,14 @@ def one_line(exc: BaseException) -> str:
     parts = [p.strip() for p in text.splitlines() if p.strip()]
     # psycopg2 puts the useful part of a connection failure on its own lines
     return mask_secrets("; ".join(parts)[:500]) or type(exc).__name__
+
+
+def quiet_library_logs() -> None:
+    """Keep library log records (e.g. SQLAlchemy's pool complaining, with a traceback, about
+    a connection lost while closing) off the user's terminal: errors reach the user once,
+    as one line, through :class:`DupfinderError`."""
+    for name in ("sqlalchemy", "sqlalchemy.pool"):
+        logger = logging.getLogger(name)
+        logger.propagate = False
+        if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+            logger.addHandler(logging.NullHandler())

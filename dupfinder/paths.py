@@ -57,3 +57,12 @@ def subtree_range(root: str) -> tuple[str, str]:
 def display(path: str) -> str:
     """A printable form of a path: undecodable bytes shown as ``\\xNN``."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def for_message(path: str) -> str:
+    """A path for a one-line message: like :func:`display`, and control characters such
+    as a newline in a file name are shown as escapes so the message stays one line."""
+    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], display(path))

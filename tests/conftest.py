@@ -23,18 +23,20 @@ from dupfinder.db.engine import Database, open_database
 from tests.pg_server import PgServer
 
 ENV_TEST_PG = "DUPFINDER_TEST_PG_URL"
-_skipped_pg: list[str] = []
+_skipped: list[str] = []
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.skipped and "postgresql" in report.nodeid:
-        _skipped_pg.append(report.nodeid)
+    if report.skipped:
+        _skipped.append(report.nodeid)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _skipped_pg:
-        print(f"\nFAILED: {len(_skipped_pg)} PostgreSQL test(s) were skipped:")
-        for nodeid in _skipped_pg:
+    if _skipped:
+        pg = sum("postgresql" in n for n in _skipped)
+        print(f"\nFAILED: {len(_skipped)} test(s) were skipped ({pg} PostgreSQL); "
+              "a skip counts as a failure:")
+        for nodeid in _skipped:
             print(f"  {nodeid}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

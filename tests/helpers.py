@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import pickle
+import pwd
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -72,3 +76,30 @@ def tree_checksums(root: Path) -> dict[str, tuple[int, bytes]]:
             if not os.path.islink(p):
                 out[p] = (os.stat(p).st_mtime_ns, Path(p).read_bytes())
     return out
+
+
+def as_unprivileged(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` as the ``nobody`` user in a forked child when we are root (root reads
+    everything, so permission errors cannot happen as root); return its result."""
+    if os.geteuid() != 0:
+        return fn()
+    nobody = pwd.getpwnam("nobody")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(r)
+        try:
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            payload = pickle.dumps(("ok", fn()))
+        except BaseException as exc:  # report any failure to the parent
+            payload = pickle.dumps(("error", repr(exc)))
+        with os.fdopen(w, "wb") as f:
+            f.write(payload)
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        kind, value = pickle.loads(f.read())
+    os.waitpid(pid, 0)
+    assert kind == "ok", value
+    return value

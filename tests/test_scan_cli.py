@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
-import pwd
 import shutil
 import signal
 import subprocess
@@ -21,7 +19,7 @@ from sqlalchemy import func, select
 from dupfinder.config import load_settings
 from dupfinder.db.engine import Database, open_database
 from dupfinder.db.models import FileHash, ScanMetadata
-from tests.helpers import blob, groups, scan, write
+from tests.helpers import as_unprivileged, blob, groups, scan, write
 
 
 def run_dupfinder(*args: str, **kw: Any) -> subprocess.Popen[str]:
@@ -172,33 +170,6 @@ def test_ctrl_c_exits_130_and_keeps_progress(tmp_path: Path, db_url: str,
 
 # ------------------------------------------------------------- permissions
 
-def _as_unprivileged(fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` as the ``nobody`` user in a forked child when we are root (root reads
-    everything, so permission errors cannot happen as root); return its result."""
-    if os.geteuid() != 0:
-        return fn()
-    nobody = pwd.getpwnam("nobody")
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        os.close(r)
-        try:
-            os.setgid(nobody.pw_gid)
-            os.setuid(nobody.pw_uid)
-            payload = pickle.dumps(("ok", fn()))
-        except BaseException as exc:  # report any failure to the parent
-            payload = pickle.dumps(("error", repr(exc)))
-        with os.fdopen(w, "wb") as f:
-            f.write(payload)
-        os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        kind, value = pickle.loads(f.read())
-    os.waitpid(pid, 0)
-    assert kind == "ok", value
-    return value
-
-
 def test_unreadable_folder_and_file_are_reported_not_fatal(db_url: str) -> None:
     base = Path(tempfile.mkdtemp(prefix="dupfinder-perm-"))  # outside root-only pytest dirs
     try:
@@ -237,7 +208,7 @@ def test_unreadable_folder_and_file_are_reported_not_fatal(db_url: str) -> None:
             finally:
                 d.dispose()
 
-        problems, found, removed = _as_unprivileged(child)
+        problems, found, removed = as_unprivileged(child)
         reasons = dict(problems)
         assert reasons[str(tree / "locked_dir")] == "Permission denied"
         assert reasons[str(locked_file)] == "Permission denied"

@@ -9,7 +9,7 @@ import click
 
 from dupfinder.cli import Context, cli, common_options, handle_errors, pass_ctx
 from dupfinder.errors import UsageError
-from dupfinder.paths import display
+from dupfinder.paths import for_message
 from dupfinder.scan.hashing import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_PREFIX_SIZE
 from dupfinder.scan.pipeline import (
     ScanOptions,
@@ -27,7 +27,7 @@ def _raise_interrupt(_signum: int, _frame: Any) -> None:
 
 
 @cli.command("scan")
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True)
 @click.option("-a", "--algorithm", default=DEFAULT_ALGORITHM, show_default=True,
               type=click.Choice(list(ALGORITHMS)), help="Hash algorithm.")
 @click.option("-p", "--processes", type=int, default=None,
@@ -85,7 +85,7 @@ def scan_cmd(ctx: Context, paths: tuple[str, ...], algorithm: str, processes: in
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         summary = run_scan(db, list(paths), settings.host_label, options,
-                           log=(lambda line: ctx.warn(display(line))) if ctx.verbose else None)
+                           log=(lambda line: ctx.warn(for_message(line))) if ctx.verbose else None)
         if report_path:
             from dupfinder.output.report import write_report
 

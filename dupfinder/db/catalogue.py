@@ -23,6 +23,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -192,9 +193,11 @@ def prefix_candidates(host: str, algo: str, min_size: int = 0) -> Select[Any]:
 
 
 def full_candidates(host: str, algo: str) -> Select[Any]:
-    """The host's files that need a full hash: their (size, prefix hash) by ``algo``
-    collides with another inode's, and they have no full hash yet. Same row shape and
-    order as :func:`prefix_candidates`."""
+    """The host's files that need a full hash: no full hash by ``algo`` yet, and either
+    their (size, prefix hash) collides with another inode's, or their size matches a file
+    of another host that has no hash yet. The second case cannot wait for that host (we
+    cannot read its files), so hashing now lets whichever host scans next complete the
+    group. Same row shape and order as :func:`prefix_candidates`."""
     ident = (
         _distinct_inodes(F.size, F.prefix_hash)
         .where(F.hash_algo == algo, F.prefix_hash.is_not(None))
@@ -204,12 +207,14 @@ def full_candidates(host: str, algo: str) -> Select[Any]:
         select(ident.c.size, ident.c.prefix_hash)
         .group_by(ident.c.size, ident.c.prefix_hash)
         .having(func.count() > 1)
-        .subquery()
     )
+    remote_pending = select(F.size).where(F.host != host, F.prefix_hash.is_(None))
     return (
         select(F.id, F.path, F.size, F.mtime_ns, F.device, F.inode)
-        .join(clashes, and_(F.size == clashes.c.size, F.prefix_hash == clashes.c.prefix_hash))
-        .where(F.host == host, F.hash_algo == algo, F.full_hash.is_(None))
+        .where(
+            F.host == host, F.hash_algo == algo, F.full_hash.is_(None),
+            or_(tuple_(F.size, F.prefix_hash).in_(clashes), F.size.in_(remote_pending)),
+        )
         .order_by(F.device, F.inode)
     )
 

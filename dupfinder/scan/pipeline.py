@@ -8,6 +8,7 @@ same command again: unchanged files are not hashed twice.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from dupfinder.db import catalogue
 from dupfinder.db.engine import Database
 from dupfinder.db.models import utcnow
 from dupfinder.errors import DatabaseError, UsageError, one_line
-from dupfinder.paths import to_db
+from dupfinder.paths import for_message, to_db
 from dupfinder.scan.hashing import (
     ALGORITHMS,
     DEFAULT_ALGORITHM,
@@ -87,10 +88,20 @@ def resolve_roots(paths: list[str]) -> list[str]:
     if not paths:
         raise UsageError("scan needs at least one PATH")
     for p in paths:
-        if not os.path.lexists(p):
-            raise UsageError(f"no such file or directory: {p}")
-        if not os.path.exists(p):
-            raise UsageError(f"broken symbolic link: {p}")
+        try:
+            st = os.stat(p)
+            if stat.S_ISDIR(st.st_mode):
+                os.scandir(p).close()  # a root we cannot list is an error, not a skip
+            elif stat.S_ISREG(st.st_mode):
+                os.close(os.open(p, os.O_RDONLY))
+            else:
+                raise UsageError(f"not a folder or regular file: {for_message(p)}")
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            if isinstance(exc, FileNotFoundError):
+                reason = "broken symbolic link" if os.path.lexists(p) else \
+                    "no such file or directory"
+            raise UsageError(f"{reason.lower()}: {for_message(p)}") from exc
     return normalize_roots(paths)
 
 

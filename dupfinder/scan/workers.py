@@ -18,6 +18,7 @@ from typing import Any
 
 from dupfinder.db import catalogue
 from dupfinder.db.engine import Database, worker_database
+from dupfinder.errors import quiet_library_logs
 from dupfinder.paths import from_db
 from dupfinder.scan.hashing import FileChanged, Reader
 
@@ -92,6 +93,7 @@ def _init_worker(settings: HashSettings) -> None:
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # pool.terminate() ends us at once
+    quiet_library_logs()  # a spawned worker did not run the CLI's set-up
     db = worker_database(settings.url)
     Finalize(db, db.dispose, exitpriority=10)
     _worker = (db, Reader(settings.algorithm, settings.prefix_size, settings.chunk_size),

@@ -1,0 +1,219 @@
+"""Several hosts on one catalogue, crashes at random moments, a database that goes away."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from dupfinder.config import load_settings
+from dupfinder.db.engine import Database, open_database
+from dupfinder.db.models import FileHash
+from tests.helpers import blob, groups, write
+from tests.pg_server import PgServer
+
+KILL_POINTS = 20
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    """``python -m dupfinder ARGS`` in its own process."""
+    return subprocess.Popen([sys.executable, "-m", "dupfinder", *args], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def duplicate_rows(db: Database) -> int:
+    """Rows whose (host, path) appears more than once (the unique key makes this 0)."""
+    with db.session() as s:
+        dup = (select(FileHash.host, FileHash.path).group_by(FileHash.host, FileHash.path)
+               .having(func.count() > 1).subquery())
+        return s.scalar(select(func.count()).select_from(dup)) or 0
+
+
+def make_tree(root: Path, seed: int = 7) -> set[frozenset[str]]:
+    """A tree with duplicate pairs and triples, near-misses and unique files; returns the
+    expected duplicate groups."""
+    rnd = random.Random(seed)
+    expected: set[frozenset[str]] = set()
+    for i in range(120):
+        data = blob(1000 + i, rnd.choice([3000, 9000, 40_000, 70_000]))
+        copies = 3 if i % 4 == 0 else 2
+        paths = {str(write(root / f"d{(i + c) % 7}/sub{c}/{i}-{c}.dat", data))
+                 for c in range(copies)}
+        expected.add(frozenset(paths))
+    for i in range(60):  # same size as some duplicates, different content
+        write(root / f"u/{i}.dat", blob(5000 + i, rnd.choice([3000, 9000, 40_000])))
+    return expected
+
+
+def open_url(url: str) -> Database:
+    return open_database(load_settings(db_url=url), no_fallback=True)
+
+
+# ------------------------------------------------------------------ many hosts
+
+
+def test_four_concurrent_scanners_match_sequential_scans(tmp_path: Path, pg_server,
+                                                          pg_url: str) -> None:
+    """4 scanners with different host labels, overlapping and separate roots, at once."""
+    tree = tmp_path / "tree"
+    make_tree(tree)
+    jobs = [("laptop", tree / "d0"), ("nas", tree), ("desktop", tree / "d1"),
+            ("server", tree / "u")]
+    seq_url = pg_server.set(database=pg_url.rsplit("/", 1)[1] + "_seq").render_as_string(
+        hide_password=False)
+
+    def run_round(url: str, concurrent: bool) -> None:
+        def args(host: str, root: Path) -> list[str]:
+            return ["scan", str(root), "--db-url", url, "--host-label", host, "-q",
+                    "-p", "2", "-b", "25"]
+
+        if concurrent:
+            procs = [start(*args(h, r)) for h, r in jobs]
+            results = [finish(p) for p in procs]
+        else:
+            results = [finish(start(*args(h, r))) for h, r in jobs]
+        for code, _out, err in results:
+            assert code == 0 and err == "", err
+
+    # two rounds: a host can only hash its own files, so a group that spans hosts is
+    # complete once every host has scanned after the others' rows arrived
+    for _ in range(2):
+        run_round(pg_url, concurrent=True)
+        run_round(seq_url, concurrent=False)
+    conc, seq = open_url(pg_url), open_url(seq_url)
+    try:
+        assert duplicate_rows(conc) == 0
+        with conc.session() as s1, seq.session() as s2:
+            count = select(func.count()).select_from(FileHash)
+            assert s1.scalar(count) == s2.scalar(count)
+        for host in (None, "laptop", "nas", "desktop", "server"):
+            assert groups(conc, host) == groups(seq, host)
+        assert len(groups(conc)) >= 120
+    finally:
+        conc.dispose()
+        seq.dispose()
+        from tests.conftest import _drop_database
+
+        _drop_database(pg_server, seq_url.rsplit("/", 1)[1])
+
+
+# ------------------------------------------------------------------ kill -9
+
+
+@pytest.fixture
+def fresh_urls(db_url: str, pg_server_if_needed: object, tmp_path: Path) -> Iterator[list[str]]:
+    """KILL_POINTS database URLs of the parametrised backend (a fresh one per kill)."""
+    if db_url.startswith("sqlite"):
+        yield [f"sqlite:///{tmp_path}/k{i}.db" for i in range(KILL_POINTS)]
+        return
+    base = db_url.rsplit("/", 1)[0]
+    names = [f"{db_url.rsplit('/', 1)[1]}_k{i}" for i in range(KILL_POINTS)]
+    yield [f"{base}/{n}" for n in names]
+    from tests.conftest import _drop_database
+
+    for n in names:
+        _drop_database(pg_server_if_needed, n)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def pg_server_if_needed(request: pytest.FixtureRequest, db_url: str) -> object:
+    return request.getfixturevalue("pg_server") if db_url.startswith("postgresql") else None
+
+
+def test_kill_9_at_20_random_moments_then_resume(tmp_path: Path, fresh_urls: list[str]) -> None:
+    tree = tmp_path / "tree"
+    expected = make_tree(tree)
+    rnd = random.Random(20261124)
+    args = ["scan", str(tree), "-q", "-p", "2", "-b", "8", "--host-label", "testhost"]
+    # how long a whole scan takes here, so that kill moments spread over all its stages
+    t0 = time.monotonic()
+    code, _, err = finish(start(*args, "--db-url", f"sqlite:///{tmp_path}/timing.db"))
+    assert code == 0, err
+    duration = time.monotonic() - t0
+    moments = sorted(rnd.uniform(0.05, duration) for _ in range(KILL_POINTS))
+    survived = 0
+    for url, moment in zip(fresh_urls, moments, strict=True):
+        proc = start(*args, "--db-url", url)
+        time.sleep(moment)
+        proc.kill()
+        proc.communicate()
+        code, _, err = finish(start(*args, "--db-url", url))
+        assert code == 0, f"resume after kill at {moment:.3f}s failed: {err}"
+        db = open_url(url)
+        try:
+            assert groups(db) == expected, f"kill at {moment:.3f}s"
+            assert duplicate_rows(db) == 0
+        finally:
+            db.dispose()
+        survived += 1
+    assert survived == KILL_POINTS
+
+
+# ------------------------------------------------------------------ database lost
+
+
+@pytest.fixture
+def private_pg() -> Iterator[PgServer]:
+    """A PostgreSQL server of this test's own, so stopping it disturbs no other test."""
+    server = PgServer()
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+def test_postgresql_stopped_mid_scan_then_resumed(tmp_path: Path, private_pg: PgServer) -> None:
+    tree = tmp_path / "tree"
+    expected = make_tree(tree)
+    for i in range(150):  # more work so the scan is still hashing when the server stops
+        write(tree / f"extra/{i}.bin", blob(9000 + i, 200_000))
+        write(tree / f"extra2/{i}.bin", blob(9000 + i, 200_000))
+        expected.add(frozenset({str(tree / f"extra/{i}.bin"), str(tree / f"extra2/{i}.bin")}))
+    url = private_pg.url("lost_db").render_as_string(hide_password=False)
+    args = ["scan", str(tree), "--db-url", url, "--no-fallback", "-p", "2", "-b", "4",
+            "-a", "sha256", "--host-label", "testhost"]
+    db = open_url(url)
+    proc = start(*args)
+    deadline = time.monotonic() + 60
+    while True:
+        with db.session() as s:
+            hashed = s.scalar(select(func.count()).select_from(FileHash)
+                              .where(FileHash.prefix_hash.is_not(None))) or 0
+        if hashed >= 20:
+            break
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    db.dispose()
+    private_pg.stop("immediate")
+    code, out, err = finish(proc)
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("dupfinder: error: ")
+    assert "p@ss" not in err
+    private_pg.start()
+    db = open_url(url)
+    try:
+        with db.session() as s:
+            kept = s.scalar(select(func.count()).select_from(FileHash)
+                            .where(FileHash.prefix_hash.is_not(None))) or 0
+        assert kept >= hashed  # nothing committed was lost
+        code, out, err = finish(start(*args))
+        assert code == 0, err
+        assert groups(db) == expected
+        assert duplicate_rows(db) == 0
+    finally:
+        db.dispose()
