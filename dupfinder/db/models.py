@@ -143,6 +143,9 @@ class ActionEntry(Base):
     stash_path: Mapped[str | None] = mapped_column(PathText)
     size: Mapped[int] = mapped_column(BigInteger)
     full_hash: Mapped[str | None] = mapped_column(String(128))
+    # the duplicate's own metadata before the action, so undo can restore it exactly
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+    mode: Mapped[int | None] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16), default="planned")
     message: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
