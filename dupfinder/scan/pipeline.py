@@ -272,11 +272,13 @@ class _HashStages:
         t = time.perf_counter()
         opts = self.options
         with self.db.session() as session:
-            files, nbytes = catalogue.count_and_bytes(session, stmt)
-            session.rollback()
-            if files:
-                by_bytes = stage == "full"
+            by_bytes = stage == "full"
+            files = nbytes = total = None
+            if self.bars.enabled:  # the count costs a second run of the query
+                files, nbytes = catalogue.count_and_bytes(session, stmt)
+                session.rollback()
                 total = nbytes if by_bytes else files
+            if files != 0:
                 max_bytes = FULL_TASK_BYTES if by_bytes else 1 << 62
                 with self.bars.bar(f"{stage} hash", total, "B" if by_bytes else "files") as bar:
                     rows = catalogue.stream(session, stmt)

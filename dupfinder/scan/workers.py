@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from multiprocessing.pool import AsyncResult, Pool
 from multiprocessing.util import Finalize
@@ -55,16 +56,20 @@ class HashSettings:
     chunk_size: int
 
 
-def hash_task(db: Database, reader: Reader, tag: str, task: Task) -> TaskResult:
-    """Hash a task's files and save the results in one statement; returns the counts."""
+def hash_task(db: Database, reader: Reader, tag: str, task: Task,
+              write_lock: Any = None) -> TaskResult:
+    """Hash a task's files and save the results in one statement; returns the counts.
+
+    ``write_lock`` (SQLite only) serialises the workers' writes: SQLite takes one writer
+    at a time, and a writer that finds the database busy sleeps in steps of up to 100 ms,
+    while a waiter on this lock wakes the moment it is free."""
     result = TaskResult()
     updates: list[dict[str, Any]] = []
     for ids, db_path, size, mtime_ns in task.items:
         path = from_db(db_path)
         try:
             if task.stage == "prefix":
-                digest, complete, nread = reader.prefix(path, size, mtime_ns)
-                full = digest if complete else None
+                digest, full, nread = reader.prefix(path, size, mtime_ns)
                 updates.extend(
                     {"id": i, "prefix_hash": digest, "full_hash": full, "hash_algo": tag}
                     for i in ids
@@ -80,16 +85,16 @@ def hash_task(db: Database, reader: Reader, tag: str, task: Task) -> TaskResult:
         except OSError as exc:
             result.errors.append((path, exc.strerror or type(exc).__name__))
     if updates:
-        with db.session() as session:
+        with write_lock or nullcontext(), db.session() as session:
             catalogue.save_hashes(session, updates)
             session.commit()
     return result
 
 
-_worker: tuple[Database, Reader, str] | None = None
+_worker: tuple[Database, Reader, str, Any] | None = None
 
 
-def _init_worker(settings: HashSettings) -> None:
+def _init_worker(settings: HashSettings, write_lock: Any) -> None:
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # pool.terminate() ends us at once
@@ -97,13 +102,13 @@ def _init_worker(settings: HashSettings) -> None:
     db = worker_database(settings.url)
     Finalize(db, db.dispose, exitpriority=10)
     _worker = (db, Reader(settings.algorithm, settings.prefix_size, settings.chunk_size),
-               settings.tag)
+               settings.tag, write_lock)
 
 
 def _run(task: Task) -> TaskResult:
     assert _worker is not None, "worker not initialised"
-    db, reader, tag = _worker
-    return hash_task(db, reader, tag, task)
+    db, reader, tag, write_lock = _worker
+    return hash_task(db, reader, tag, task, write_lock)
 
 
 def make_tasks(rows: Iterable[tuple[int, str, int, int, int, int]], stage: str,
@@ -135,22 +140,30 @@ class Hashers:
 
     def __init__(self, db: Database, settings: HashSettings, processes: int,
                  start_method: str | None = None) -> None:
+        self.db, self.settings = db, settings
         self.processes = processes
+        self.start_method = start_method
         self.pool: Pool | None = None
         self.local: tuple[Database, Reader, str] | None = None
-        if processes > 1:
-            db.engine.dispose()  # no pooled connection may be inherited by a child
-            ctx = multiprocessing.get_context(start_method)
-            self.pool = ctx.Pool(processes, initializer=_init_worker, initargs=(settings,))
-        else:
-            reader = Reader(settings.algorithm, settings.prefix_size, settings.chunk_size)
-            self.local = (db, reader, settings.tag)
+
+    def _start_pool(self) -> Pool:
+        """Start the workers when the first task arrives (a rescan with nothing to hash
+        starts none)."""
+        if self.pool is None:
+            self.db.engine.dispose()  # no idle pooled connection is inherited by a child
+            ctx = multiprocessing.get_context(self.start_method)
+            lock = ctx.Lock() if self.db.backend == "sqlite" else None
+            self.pool = ctx.Pool(self.processes, initializer=_init_worker,
+                                 initargs=(self.settings, lock))
+        return self.pool
 
     def run(self, tasks: Iterable[Task]) -> Iterator[TaskResult]:
         """Run tasks, yielding each result as it is done; at most two per worker in flight,
         so candidates stream from the database instead of being loaded all at once."""
-        if self.pool is None:
-            assert self.local is not None
+        if self.processes == 1:
+            if self.local is None:
+                s = self.settings
+                self.local = (self.db, Reader(s.algorithm, s.prefix_size, s.chunk_size), s.tag)
             db, reader, tag = self.local
             for task in tasks:
                 yield hash_task(db, reader, tag, task)
@@ -158,7 +171,7 @@ class Hashers:
         pending: list[AsyncResult[TaskResult]] = []
         limit = 2 * self.processes
         for task in tasks:
-            pending.append(self.pool.apply_async(_run, (task,)))
+            pending.append(self._start_pool().apply_async(_run, (task,)))
             while len(pending) >= limit:
                 yield from self._collect(pending, block=True)
             yield from self._collect(pending, block=False)
