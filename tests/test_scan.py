@@ -324,3 +324,22 @@ def test_sqlite_catalogue_inside_the_tree_is_not_scanned(tmp_path: Path) -> None
         assert set(catalogue_rows(db)) == {str(tmp_path / "a")}
     finally:
         db.dispose()
+
+
+def test_settled_rescan_skips_hashing_queries_until_anything_changes(db: Database,
+                                                                     tmp_path: Path) -> None:
+    from dupfinder.scan.pipeline import ScanOptions, run_scan
+
+    mine = write(tmp_path / "mine/a", "shared content")
+    write(tmp_path / "mine/b", "unique-ish content!")
+    first = scan(db, tmp_path / "mine")
+    second = scan(db, tmp_path / "mine")
+    assert first.stage_seconds["prefix"] > 0 and second.stage_seconds["prefix"] == 0.0
+    # another machine's file of the same size arrives: the next rescan must hash ours
+    theirs = write(tmp_path / "nas/a", "shared content")
+    run_scan(db, [str(tmp_path / "nas")], "nas", ScanOptions(processes=1, progress=False))
+    third = scan(db, tmp_path / "mine")
+    assert third.files_hashed == 1
+    assert groups(db) == {frozenset({str(mine), str(theirs)})}
+    # a different minimum size is not settled by the earlier scans either
+    assert scan(db, tmp_path / "mine", min_size=2).stage_seconds["prefix"] > 0

@@ -355,6 +355,34 @@ def start_scan(session: Session, host: str, roots: list[str], algorithm: str,
     return scan.id
 
 
+def settled_since(session: Session, host: str, roots: Sequence[str], algorithm: str,
+                  min_size: int) -> bool:
+    """Whether a previous scan already settled every hash these roots can need: the
+    host's latest complete scan with the same algorithm and minimum size covered all of
+    ``roots``, ended without errors or files changing under it, and no catalogue row of
+    any host was written since it started, other than by that scan itself before its
+    hashing stages (new rows are what create new candidates)."""
+    prev = session.execute(
+        select(ScanMetadata.id, ScanMetadata.started_at, ScanMetadata.roots,
+               ScanMetadata.options)
+        .where(ScanMetadata.host == host, ScanMetadata.status == "complete",
+               ScanMetadata.algorithm == algorithm, ScanMetadata.errors == 0,
+               ScanMetadata.changed_during_read == 0)
+        .order_by(ScanMetadata.id.desc()).limit(1)
+    ).first()
+    if prev is None or (prev.options or {}).get("min_size") != min_size:
+        return False
+    covered = all(any(r == p or r.startswith(p.rstrip("/") + "/") for p in prev.roots)
+                  for r in roots)
+    if not covered:
+        return False
+    newer = select(F.id).where(
+        F.last_seen >= prev.started_at,
+        or_(F.scan_id.is_(None), F.scan_id != prev.id),
+    ).limit(1)
+    return session.execute(newer).first() is None
+
+
 def running_scans(session: Session, host: str) -> list[tuple[int, int | None]]:
     """(id, pid) of the host's scans still marked running."""
     rows = session.execute(

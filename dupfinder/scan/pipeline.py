@@ -183,9 +183,10 @@ def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
     try:
         with _db_errors():
             _walk_and_sync(db, host, roots, options, summary, bars)
-            settings = HashSettings(db.url_string(), options.algorithm, tag,
-                                    options.prefix_size, options.chunk_size)
-            _HashStages(db, host, tag, options, summary, bars, settings).run()
+            if not _nothing_to_hash(db, host, roots, tag, options, summary):
+                settings = HashSettings(db.url_string(), options.algorithm, tag,
+                                        options.prefix_size, options.chunk_size)
+                _HashStages(db, host, tag, options, summary, bars, settings).run()
             with db.session() as session:
                 t = time.perf_counter()
                 groups, files, wasted = catalogue.group_totals(
@@ -205,6 +206,19 @@ def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
         for path, reason in summary.problems:
             log(f"{path}: {reason}")
     return summary
+
+
+def _nothing_to_hash(db: Database, host: str, roots: list[str], tag: str,
+                     options: ScanOptions, summary: ScanSummary) -> bool:
+    """A rescan that found nothing new or changed, after a clean scan of the same roots
+    with nothing written since, has no hashing to do: skip the candidate queries."""
+    if summary.sync.new or summary.sync.changed or summary.problems:
+        return False
+    with db.session() as session:
+        settled = catalogue.settled_since(session, host, roots, tag, options.walk.min_size)
+    if settled:
+        summary.stage_seconds["prefix"] = summary.stage_seconds["full"] = 0.0
+    return settled
 
 
 def _options_record(options: ScanOptions) -> dict[str, Any]:
