@@ -8,12 +8,15 @@ Works with both the ``fork`` and ``spawn`` start methods.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
 import signal
+import sys
 from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from multiprocessing.pool import AsyncResult, Pool
 from multiprocessing.util import Finalize
 from typing import Any
 
@@ -94,8 +97,22 @@ def hash_task(db: Database, reader: Reader, tag: str, task: Task,
 _worker: tuple[Database, Reader, str, Any] | None = None
 
 
-def _init_worker(settings: HashSettings, write_lock: Any) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Make the kernel kill this worker when the scan's main process dies, even by kill -9
+    (otherwise the worker would wait for tasks forever, holding the terminal's pipes)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _init_worker(settings: HashSettings, write_lock: Any, parent: int) -> None:
     global _worker
+    _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # pool.terminate() ends us at once
     quiet_library_logs()  # a spawned worker did not run the CLI's set-up
@@ -143,18 +160,19 @@ class Hashers:
         self.db, self.settings = db, settings
         self.processes = processes
         self.start_method = start_method
-        self.pool: Pool | None = None
+        self.pool: ProcessPoolExecutor | None = None
         self.local: tuple[Database, Reader, str] | None = None
 
-    def _start_pool(self) -> Pool:
+    def _start_pool(self) -> ProcessPoolExecutor:
         """Start the workers when the first task arrives (a rescan with nothing to hash
         starts none)."""
         if self.pool is None:
             self.db.engine.dispose()  # no idle pooled connection is inherited by a child
             ctx = multiprocessing.get_context(self.start_method)
             lock = ctx.Lock() if self.db.backend == "sqlite" else None
-            self.pool = ctx.Pool(self.processes, initializer=_init_worker,
-                                 initargs=(self.settings, lock))
+            self.pool = ProcessPoolExecutor(self.processes, mp_context=ctx,
+                                            initializer=_init_worker,
+                                            initargs=(self.settings, lock, os.getpid()))
         return self.pool
 
     def run(self, tasks: Iterable[Task]) -> Iterator[TaskResult]:
@@ -168,33 +186,30 @@ class Hashers:
             for task in tasks:
                 yield hash_task(db, reader, tag, task)
             return
-        pending: list[AsyncResult[TaskResult]] = []
+        pending: set[Future[TaskResult]] = set()
         limit = 2 * self.processes
         for task in tasks:
-            pending.append(self._start_pool().apply_async(_run, (task,)))
-            while len(pending) >= limit:
-                yield from self._collect(pending, block=True)
-            yield from self._collect(pending, block=False)
+            pending.add(self._start_pool().submit(_run, task))
+            if len(pending) >= limit:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (f.result() for f in done)
         while pending:
-            yield from self._collect(pending, block=True)
-
-    @staticmethod
-    def _collect(pending: list[AsyncResult[TaskResult]], block: bool) -> Iterator[TaskResult]:
-        if block:
-            first = pending.pop(0)
-            yield first.get()
-        done = [p for p in pending if p.ready()]
-        for p in done:
-            pending.remove(p)
-            yield p.get()
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            yield from (f.result() for f in done)
 
     def close(self, terminate: bool = False) -> None:
-        """Stop the workers: wait for them normally, or kill them at once."""
-        if self.pool is None:
+        """Stop the workers: let them finish and exit, or kill them at once."""
+        pool, self.pool = self.pool, None
+        if pool is None:
             return
-        if terminate:
-            self.pool.terminate()
-        else:
-            self.pool.close()
-        self.pool.join()
-        self.pool = None
+        if not terminate:
+            pool.shutdown(wait=True)
+            return
+        # killed workers are noticed by the executor, which then fails what was pending;
+        # nothing here waits on a worker that may be stuck on a lost database
+        processes = list((pool._processes or {}).values())
+        for proc in processes:
+            proc.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            proc.join(timeout=5)
