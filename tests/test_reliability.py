@@ -147,7 +147,7 @@ def test_kill_9_at_20_random_moments_then_resume(tmp_path: Path, fresh_urls: lis
         proc = start(*args, "--db-url", url)
         time.sleep(moment)
         proc.kill()
-        proc.communicate()
+        proc.communicate(timeout=30)  # a worker left behind would hold the pipes open
         code, _, err = finish(start(*args, "--db-url", url))
         assert code == 0, f"resume after kill at {moment:.3f}s failed: {err}"
         db = open_url(url)

@@ -80,6 +80,23 @@ def test_verbose_lists_problems_with_printable_names(cli, tmp_path: Path) -> Non
     assert "1 errors" in res.out
 
 
+def _assert_no_process_mentions(text: str, timeout: float = 5) -> None:
+    """Wait until no running process has ``text`` on its command line (no orphans)."""
+    end = time.monotonic() + timeout
+    while True:
+        alive = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if text.encode() in cmdline.read_bytes():
+                    alive.append(cmdline.parent.name)
+            except OSError:
+                continue
+        if not alive:
+            return
+        assert time.monotonic() < end, f"processes left behind: {alive}"
+        time.sleep(0.05)
+
+
 def _big_tree(root: Path, pairs: int, size: int) -> None:
     for i in range(pairs):
         data = blob(i, size)
@@ -125,7 +142,8 @@ def test_kill_9_then_resume_gives_the_same_groups(tmp_path: Path, db_url: str,
     proc = run_dupfinder(*args)
     _wait_for(lambda: _hashed(db) >= 40, proc)
     proc.kill()
-    proc.wait()
+    proc.communicate(timeout=30)  # a worker left behind would hold the pipes open
+    _assert_no_process_mentions(str(tree))
     done_before = _hashed(db)
     assert 0 < done_before < 600, "the kill should land in the middle of hashing"
     with db.session() as s:
