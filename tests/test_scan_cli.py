@@ -236,3 +236,38 @@ def test_unreadable_folder_and_file_are_reported_not_fatal(db_url: str) -> None:
     finally:
         (base / "tree/locked_dir").chmod(0o755)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_progress_bars_on_a_terminal_only(tmp_path: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    _big_tree(tmp_path / "tree", pairs=40, size=100_000)
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "dupfinder", "scan", str(tmp_path / "tree"),
+                             "--db-url", url, "-p", "1", "-b", "2"],
+                            stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the other end closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(master)
+    shown = b"".join(chunks).decode("utf-8", "replace")
+    for stage in ("walk", "sync", "prefix hash", "full hash"):
+        assert stage in shown, shown
+    assert "B/s" in shown or "MB" in shown or "kB" in shown  # full hashing counts bytes
+    # not a terminal: nothing but the summary
+    res = subprocess.run([sys.executable, "-m", "dupfinder", "scan", str(tmp_path / "tree"),
+                          "--db-url", url], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stderr == ""

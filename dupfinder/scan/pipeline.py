@@ -151,11 +151,17 @@ class _Bars:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled and sys.stderr.isatty()
+        try:
+            self.sized = os.get_terminal_size(sys.stderr.fileno()).columns > 0
+        except (OSError, ValueError):
+            self.sized = False
 
     def bar(self, desc: str, total: int | None = None, unit: str = "files") -> tqdm:
         scale = unit == "B"
+        # a terminal that reports no width (a bare pty) would get an empty bar: use 80
         return tqdm(total=total, desc=desc, unit=unit, unit_scale=scale, unit_divisor=1024,
-                    disable=not self.enabled, file=sys.stderr, leave=False, dynamic_ncols=True)
+                    disable=not self.enabled, file=sys.stderr, leave=False,
+                    dynamic_ncols=self.sized, ncols=None if self.sized else 80)
 
 
 def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
