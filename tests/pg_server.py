@@ -52,7 +52,10 @@ def free_port() -> int:
 class PgServer:
     """initdb + pg_ctl start/stop of a private cluster on a free local port."""
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        """``durable``: commits are written to the WAL before they return (needed when a
+        test stops the server abruptly and checks that nothing committed was lost)."""
+        self.durable = durable
         self.bin = _bin_dir()
         self.port = free_port()
         self.as_root = os.geteuid() == 0
@@ -85,8 +88,8 @@ class PgServer:
     def start(self) -> None:
         """Start (or restart) the server on its port; waits until it accepts connections."""
         opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                "-c max_connections=300")
+                "-c fsync=off -c full_page_writes=off -c max_connections=300 "
+                f"-c synchronous_commit={'on' if self.durable else 'off'}")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w",
                   "-t", "60", "start")
 

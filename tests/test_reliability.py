@@ -166,7 +166,7 @@ def test_kill_9_at_20_random_moments_then_resume(tmp_path: Path, fresh_urls: lis
 @pytest.fixture
 def private_pg() -> Iterator[PgServer]:
     """A PostgreSQL server of this test's own, so stopping it disturbs no other test."""
-    server = PgServer()
+    server = PgServer(durable=True)
     try:
         server.init()
         server.start()
