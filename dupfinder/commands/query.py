@@ -1,0 +1,133 @@
+"""``dupfinder dupes``, ``dupfinder stats`` and ``dupfinder report``."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from datetime import UTC, datetime
+
+import click
+
+from dupfinder.cli import Context, cli, common_options, handle_errors, pass_ctx
+from dupfinder.db.queries import SORTS, iter_groups, stats
+from dupfinder.errors import UsageError
+from dupfinder.output import formats
+from dupfinder.paths import display, to_db
+from dupfinder.units import human_size, parse_size
+
+
+def _roots(paths: tuple[str, ...]) -> list[str] | None:
+    """Absolute forms of the PATH arguments (they need not exist any more)."""
+    return [os.path.abspath(os.path.expanduser(p)) for p in paths] or None
+
+
+def _filters(f):  # type: ignore[no-untyped-def]
+    f = click.option("--host", default=None, help="Only files of this host label.")(f)
+    f = click.option("--min-size", default="0", help="Only groups of at least this size.")(f)
+    return click.argument("paths", nargs=-1)(f)
+
+
+@cli.command("dupes")
+@_filters
+@click.option("-f", "--format", "fmt", type=click.Choice(formats.FORMATS), default="text",
+              show_default=True, help="Output format.")
+@click.option("--sort", type=click.Choice(SORTS), default="wasted", show_default=True,
+              help="Order of the groups.")
+@common_options
+@pass_ctx
+@handle_errors
+def dupes_cmd(ctx: Context, paths: tuple[str, ...], host: str | None, min_size: str, fmt: str,
+              sort: str) -> None:
+    """List duplicate groups from the catalogue (files under PATH... when given)."""
+    minimum = parse_size(min_size, "--min-size")
+    roots = _roots(paths)
+    db = ctx.database()
+    try:
+        with db.session() as s:
+            groups = iter_groups(s, host, [to_db(r) for r in roots] if roots else None,
+                                 minimum, sort)
+            if fmt == "fdupes":
+                out = sys.stdout.buffer
+                formats.write_fdupes(groups, out)
+                out.flush()
+                return
+            out_text = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="",
+                                        line_buffering=False, write_through=False)
+            try:
+                if fmt == "text":
+                    n, wasted = formats.write_text(groups, out_text)
+                elif fmt == "csv":
+                    n, wasted = formats.write_csv(groups, out_text)
+                else:
+                    meta = {"generated": datetime.now(UTC).isoformat(), "roots": roots,
+                            "host": host, "min_size": minimum, "sort": sort}
+                    n, wasted = formats.write_json(groups, out_text, meta)
+            finally:
+                out_text.flush()
+                out_text.detach()
+    finally:
+        db.dispose()
+    if fmt == "text":
+        ctx.info(f"{n} groups, {human_size(wasted)} wasted")
+
+
+@cli.command("stats")
+@_filters
+@click.option("--top", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="How many extensions, folders and scans to list.")
+@common_options
+@pass_ctx
+@handle_errors
+def stats_cmd(ctx: Context, paths: tuple[str, ...], host: str | None, min_size: str,
+              top: int) -> None:
+    """Totals, top extensions and folders by wasted bytes, and the latest scans."""
+    minimum = parse_size(min_size, "--min-size")
+    roots = _roots(paths)
+    db = ctx.database()
+    try:
+        with db.session() as s:
+            st = stats(s, host, [to_db(r) for r in roots] if roots else None, minimum, top)
+            scans = [(sc.id, sc.host, sc.status, sc.started_at, sc.files_seen, sc.roots)
+                     for sc in st.scans]
+    finally:
+        db.dispose()
+    echo = click.echo
+    echo(f"files:            {st.files} ({human_size(st.bytes)}) on {st.hosts} host(s)")
+    echo(f"duplicate groups: {st.groups} ({st.files_in_groups} files)")
+    echo(f"wasted:           {human_size(st.wasted)} ({st.wasted} bytes)")
+    echo("\ntop extensions by wasted bytes:")
+    for e, b, n in st.top_extensions:
+        echo(f"  {human_size(b):>10}  {n:>7} files  {e}")
+    echo("\ntop folders by wasted bytes:")
+    for d, b, n in st.top_folders:
+        echo(f"  {human_size(b):>10}  {n:>7} files  {display(d)}")
+    echo("\nlatest scans:")
+    for sid, shost, status, started, seen, sroots in scans:
+        when = started.strftime("%Y-%m-%d %H:%M") if started else "?"
+        echo(f"  #{sid:<5} {when}  {shost:<16} {status:<11} {seen:>8} files  "
+             f"{', '.join(display(r) for r in sroots)}")
+
+
+@cli.command("report")
+@_filters
+@click.option("-o", "--output", "output", required=True, metavar="FILE",
+              help="Where to write the HTML report.")
+@common_options
+@pass_ctx
+@handle_errors
+def report_cmd(ctx: Context, paths: tuple[str, ...], host: str | None, min_size: str,
+               output: str) -> None:
+    """Write a self-contained HTML report of the duplicates (files under PATH...)."""
+    from dupfinder.output.report import write_report
+
+    minimum = parse_size(min_size, "--min-size")
+    if os.path.isdir(output):
+        raise UsageError(f"report: {output} is a folder; give a file name such as report.html")
+    db = ctx.database()
+    try:
+        info = write_report(db, output, roots=_roots(paths), host=host, min_size=minimum)
+    finally:
+        db.dispose()
+    ctx.info(f"wrote {info.path}: {info.groups} duplicate groups, {info.files} files, "
+             f"{human_size(info.bytes)}")

@@ -1,0 +1,127 @@
+"""The self-contained HTML report: one file, works offline, data embedded as inert JSON.
+
+File names are data, never markup: Jinja2 autoescapes the page, the JSON is escaped so that
+``</script>`` or ``<!--`` in a name cannot end its script element, the page script only ever
+puts names into the DOM as text, and a Content-Security-Policy with a per-report nonce
+stops any script but the report's own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
+
+from dupfinder import __version__
+from dupfinder.config import mask_url
+from dupfinder.db.engine import Database
+from dupfinder.db.queries import iter_files, iter_groups, scan_overview, stats
+from dupfinder.errors import UsageError
+from dupfinder.paths import display, to_db
+
+# The "all files" view embeds at most this many non-duplicate files (the page must stay
+# quick to open); duplicates are always complete.
+ALL_FILES_CAP = 200_000
+_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                 "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+@dataclass
+class ReportInfo:
+    """What a written report holds."""
+
+    path: str
+    groups: int
+    files: int
+    bytes: int
+
+
+def script_safe_json(data: Any) -> str:
+    """JSON that can sit inside a ``<script>`` element: no ``<``, ``>`` or ``&`` survive."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    for char, escape in _JSON_ESCAPES.items():
+        text = text.replace(char, escape)
+    return text
+
+
+def report_data(db: Database, roots: Sequence[str] | None = None, host: str | None = None,
+                min_size: int = 0, all_files_cap: int = ALL_FILES_CAP) -> dict[str, Any]:
+    """Everything the page shows, as plain JSON-able data."""
+    db_roots = [to_db(r) for r in roots] if roots else None
+    with db.session() as s:
+        st = stats(s, host, db_roots, min_size, top=0)
+        groups = []
+        exts: Counter[str] = Counter()
+        for g in iter_groups(s, host, db_roots, min_size):
+            files = [[display(f.path), f.host, f.mtime_ns // 1_000_000_000] for f in g.files]
+            for f in files:
+                exts[_ext(f[0])] += 1
+            groups.append([g.size, g.hash, g.algorithm, g.wasted, files])
+        all_files = [[display(p), size, h, mtime // 1_000_000_000]
+                     for p, size, h, mtime in iter_files(s, host, db_roots, min_size,
+                                                         limit=all_files_cap + 1)]
+        for f in all_files:
+            exts[_ext(f[0])] += 1
+        scans = scan_overview(s)
+    truncated = len(all_files) > all_files_cap
+    return {
+        "summary": {"files": st.files, "bytes": st.bytes, "groups": st.groups,
+                    "files_in_groups": st.files_in_groups, "wasted": st.wasted},
+        "hosts": st.hosts,
+        "groups": groups,
+        "files": all_files[:all_files_cap],
+        "files_truncated": truncated,
+        "extensions": [e for e, _ in exts.most_common(200)],
+        "scans": scans,
+    }
+
+
+def _ext(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    dot = name.rfind(".")
+    return name[dot:].lower() if dot > 0 else ""
+
+
+def render_report(data: dict[str, Any], source: str, title: str) -> str:
+    """The HTML page for ``data``."""
+    env = Environment(loader=PackageLoader("dupfinder.output", "templates"),
+                      autoescape=select_autoescape(default=True, default_for_string=True))
+    template = env.get_template("report.html.j2")
+    return template.render(
+        # already escaped for its place inside <script> by script_safe_json
+        data_json=Markup(script_safe_json(data)), source=source, title=title,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), version=__version__,
+        nonce=secrets.token_urlsafe(16),
+    )
+
+
+def write_report(db: Database, path: str, *, roots: list[str] | None = None,
+                 host: str | None = None, min_size: int = 0) -> ReportInfo:
+    """Write the report of the catalogue (limited to files under ``roots`` and on ``host``
+    when given) to ``path``; the file is replaced only once it is complete."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"report: {path} is a folder; give a file name such as report.html")
+    if not target.parent.is_dir():
+        raise UsageError(f"report: folder {target.parent} does not exist")
+    data = report_data(db, roots, host, min_size)
+    what = ", ".join(roots) if roots else "the whole catalogue"
+    html = render_report(data, f"{what} in {mask_url(db.url)}", what)
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"report: cannot write {path}: {exc.strerror}") from exc
+    s = data["summary"]
+    return ReportInfo(str(target), s["groups"], s["files"], len(html.encode("utf-8")))
