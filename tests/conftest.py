@@ -99,6 +99,13 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    # send2trash reads $XDG_DATA_HOME once, at import: point its home trash here as well
+    from send2trash import plat_other
+
+    trash = home / "data" / "Trash"
+    monkeypatch.setattr(plat_other, "XDG_DATA_HOME", os.fsencode(home / "data"))
+    monkeypatch.setattr(plat_other, "HOMETRASH_B", os.fsencode(trash))
+    monkeypatch.setattr(plat_other, "HOMETRASH", str(trash))
     monkeypatch.chdir(home)
     return home
 

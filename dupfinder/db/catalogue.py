@@ -52,6 +52,11 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
+def signed64(n: int) -> int:
+    """Fold an unsigned 64-bit number (inode, device) into the signed BIGINT range."""
+    return n - (1 << 64) if n >= 1 << 63 else n
+
+
 def under_roots(roots: Sequence[str]) -> ColumnElement[bool]:
     """SQL condition: the file's path is one of ``roots`` or lies below one of them.
 

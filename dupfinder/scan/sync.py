@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from dupfinder.db import catalogue
+from dupfinder.db.catalogue import signed64
 from dupfinder.db.engine import Database
 from dupfinder.paths import subtree_range, to_db
 from dupfinder.scan.walk import Entry
@@ -54,7 +55,7 @@ def sync(db: Database, host: str, roots: list[str], entries: Iterable[Entry], sc
         batch: list[dict[str, Any]] = []
         for path, name, size, mtime_ns, device, inode, nlink in entries:
             counts.seen += 1
-            device, inode = _signed(device), _signed(inode)
+            device, inode = signed64(device), signed64(inode)
             key = to_db(path)
             old = known.pop(key, None)
             if old is not None:
@@ -84,7 +85,3 @@ def sync(db: Database, host: str, roots: list[str], entries: Iterable[Entry], sc
         session.commit()
     return counts
 
-
-def _signed(n: int) -> int:
-    """Fold an unsigned 64-bit number (inode, device) into the signed BIGINT range."""
-    return n - (1 << 64) if n >= 1 << 63 else n

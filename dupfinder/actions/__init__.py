@@ -1,0 +1,1 @@
+"""Acting on duplicates: plan (which copy stays), apply (verify, act, journal), undo."""
