@@ -46,7 +46,7 @@ def test_there_are_specs() -> None:
     names = {p.parent.name for p in ROOT.glob("openspec/specs/*/spec.md")}
     assert {"file-discovery", "metadata-collection", "hash-calculation",
             "database-management", "scan-optimization", "multiprocessing-support",
-            "query-outputs", "report-generation"} <= names
+            "query-outputs", "report-generation", "dedupe-actions"} <= names
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[str(p.relative_to(ROOT)) for p in SPECS])
