@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,15 @@ class Context:
     def database(self) -> Database:
         """Open the catalogue (with fallback unless ``--no-fallback``)."""
         return open_database(self.settings(), no_fallback=self.no_fallback, warn=self.warn)
+
+    @contextmanager
+    def opened(self) -> Iterator[Database]:
+        """The catalogue for the length of a ``with`` block, disposed afterwards."""
+        db = self.database()
+        try:
+            yield db
+        finally:
+            db.dispose()
 
     def warn(self, line: str) -> None:
         """One line to stderr (shown even with ``-q``: warnings matter)."""

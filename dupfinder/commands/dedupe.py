@@ -67,8 +67,7 @@ def dedupe_cmd(ctx: Context, paths: tuple[str, ...], action: str, to_dir: str | 
         raise UsageError("--to only goes with --action move")
     settings = ctx.settings()
     host = settings.host_label
-    db = ctx.database()
-    try:
+    with ctx.opened() as db:
         with db.session() as s:
             groups = iter_groups(s, host, [to_db(r) for r in roots] or None, minimum)
             planned = plan(groups, action, keep, [_abs(p) for p in prefer], roots)
@@ -92,8 +91,6 @@ def dedupe_cmd(ctx: Context, paths: tuple[str, ...], action: str, to_dir: str | 
         options = {"action": action, "keep": keep, "prefer": list(prefer), "roots": roots,
                    "to": target, "min_size": minimum}
         outcome = apply(db, host, planned, options, target)
-    finally:
-        db.dispose()
     for path, why in outcome.skipped:
         ctx.warn(f"skipped {for_message(path)}: {why}")
     for path, why in outcome.failed:
@@ -112,8 +109,7 @@ def dedupe_cmd(ctx: Context, paths: tuple[str, ...], action: str, to_dir: str | 
 def undo_cmd(ctx: Context, run_id: int | None) -> None:
     """Reverse the actions of a dedupe run (default: this host's latest)."""
     host = ctx.settings().host_label
-    db = ctx.database()
-    try:
+    with ctx.opened() as db:
         with db.session() as s:
             run = journal.get_run(s, run_id) if run_id else journal.latest_run(s, host)
             if run is None:
@@ -124,8 +120,6 @@ def undo_cmd(ctx: Context, run_id: int | None) -> None:
                                  "host can undo it")
             rid = run.id
         outcome = undo(db, host, rid)
-    finally:
-        db.dispose()
     for path in outcome.restored:
         click.echo(f"restored {for_message(path)}")
     for path, why in outcome.not_restored:
@@ -144,22 +138,18 @@ def undo_cmd(ctx: Context, run_id: int | None) -> None:
 def journal_cmd(ctx: Context, run_id: int | None) -> None:
     """List this host's dedupe runs, or the entries of one run."""
     host = ctx.settings().host_label
-    db = ctx.database()
-    try:
-        with db.session() as s:
-            if run_id is None:
-                for r in journal.runs(s, host):
-                    when = r.started_at.strftime("%Y-%m-%d %H:%M") if r.started_at else "?"
-                    click.echo(f"#{r.id:<5} {when}  {r.action:8} {r.status:13} "
-                               f"{r.files_planned} planned, {r.files_done} done, "
-                               f"{r.files_skipped} skipped, {human_size(r.bytes_reclaimed)}")
-                return
-            if journal.get_run(s, run_id) is None:
-                raise UsageError(f"no dedupe run {run_id}")
-            for e in journal.entries(s, run_id):
-                extra = f"  -> {for_message(from_db(e.stash_path))}" if e.stash_path else ""
-                why = f"  ({e.message})" if e.message else ""
-                click.echo(f"{e.seq:>5} {e.state:11} {e.action:8} "
-                           f"{for_message(from_db(e.path))}{extra}{why}")
-    finally:
-        db.dispose()
+    with ctx.opened() as db, db.session() as s:
+        if run_id is None:
+            for r in journal.runs(s, host):
+                when = r.started_at.strftime("%Y-%m-%d %H:%M") if r.started_at else "?"
+                click.echo(f"#{r.id:<5} {when}  {r.action:8} {r.status:13} "
+                           f"{r.files_planned} planned, {r.files_done} done, "
+                           f"{r.files_skipped} skipped, {human_size(r.bytes_reclaimed)}")
+            return
+        if journal.get_run(s, run_id) is None:
+            raise UsageError(f"no dedupe run {run_id}")
+        for e in journal.entries(s, run_id):
+            extra = f"  -> {for_message(from_db(e.stash_path))}" if e.stash_path else ""
+            why = f"  ({e.message})" if e.message else ""
+            click.echo(f"{e.seq:>5} {e.state:11} {e.action:8} "
+                       f"{for_message(from_db(e.path))}{extra}{why}")

@@ -42,32 +42,28 @@ def dupes_cmd(ctx: Context, paths: tuple[str, ...], host: str | None, min_size: 
     """List duplicate groups from the catalogue (files under PATH... when given)."""
     minimum = parse_size(min_size, "--min-size")
     roots = _roots(paths)
-    db = ctx.database()
-    try:
-        with db.session() as s:
-            groups = iter_groups(s, host, [to_db(r) for r in roots] if roots else None,
-                                 minimum, sort)
-            if fmt == "fdupes":
-                out = sys.stdout.buffer
-                formats.write_fdupes(groups, out)
-                out.flush()
-                return
-            out_text = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="",
-                                        line_buffering=False, write_through=False)
-            try:
-                if fmt == "text":
-                    n, wasted = formats.write_text(groups, out_text)
-                elif fmt == "csv":
-                    n, wasted = formats.write_csv(groups, out_text)
-                else:
-                    meta = {"generated": datetime.now(UTC).isoformat(), "roots": roots,
-                            "host": host, "min_size": minimum, "sort": sort}
-                    n, wasted = formats.write_json(groups, out_text, meta)
-            finally:
-                out_text.flush()
-                out_text.detach()
-    finally:
-        db.dispose()
+    with ctx.opened() as db, db.session() as s:
+        groups = iter_groups(s, host, [to_db(r) for r in roots] if roots else None,
+                             minimum, sort)
+        if fmt == "fdupes":
+            out = sys.stdout.buffer
+            formats.write_fdupes(groups, out)
+            out.flush()
+            return
+        out_text = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="",
+                                    line_buffering=False, write_through=False)
+        try:
+            if fmt == "text":
+                n, wasted = formats.write_text(groups, out_text)
+            elif fmt == "csv":
+                n, wasted = formats.write_csv(groups, out_text)
+            else:
+                meta = {"generated": datetime.now(UTC).isoformat(), "roots": roots,
+                        "host": host, "min_size": minimum, "sort": sort}
+                n, wasted = formats.write_json(groups, out_text, meta)
+        finally:
+            out_text.flush()
+            out_text.detach()
     if fmt == "text":
         ctx.info(f"{n} groups, {human_size(wasted)} wasted")
 
@@ -84,14 +80,10 @@ def stats_cmd(ctx: Context, paths: tuple[str, ...], host: str | None, min_size: 
     """Totals, top extensions and folders by wasted bytes, and the latest scans."""
     minimum = parse_size(min_size, "--min-size")
     roots = _roots(paths)
-    db = ctx.database()
-    try:
-        with db.session() as s:
-            st = stats(s, host, [to_db(r) for r in roots] if roots else None, minimum, top)
-            scans = [(sc.id, sc.host, sc.status, sc.started_at, sc.files_seen, sc.roots)
-                     for sc in st.scans]
-    finally:
-        db.dispose()
+    with ctx.opened() as db, db.session() as s:
+        st = stats(s, host, [to_db(r) for r in roots] if roots else None, minimum, top)
+        scans = [(sc.id, sc.host, sc.status, sc.started_at, sc.files_seen, sc.roots)
+                 for sc in st.scans]
     echo = click.echo
     echo(f"files:            {st.files} ({human_size(st.bytes)}) on {st.hosts} host(s)")
     echo(f"duplicate groups: {st.groups} ({st.files_in_groups} files)")
@@ -124,10 +116,7 @@ def report_cmd(ctx: Context, paths: tuple[str, ...], host: str | None, min_size:
     minimum = parse_size(min_size, "--min-size")
     if os.path.isdir(output):
         raise UsageError(f"report: {output} is a folder; give a file name such as report.html")
-    db = ctx.database()
-    try:
+    with ctx.opened() as db:
         info = write_report(db, output, roots=_roots(paths), host=host, min_size=minimum)
-    finally:
-        db.dispose()
     ctx.info(f"wrote {info.path}: {info.groups} duplicate groups, {info.files} files, "
              f"{human_size(info.bytes)}")
