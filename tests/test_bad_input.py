@@ -177,6 +177,9 @@ CASES = [
     Case("socket root", socket_root, "not a folder or regular file"),
     Case("unreadable folder root", locked("dir"), "permission denied", unprivileged=True),
     Case("unreadable file root", locked("file"), "permission denied", unprivileged=True),
+    Case("file where a folder is needed", lambda e: [
+        "dedupe", str(e.tree), "--action", "move", "--to", str(write(e.tmp / "plainfile", "x")),
+        "--db-url", e.sqlite], "is a file, not a folder"),
     # option values
     Case("invalid size string", scan_with("--min-size", "ten"), "invalid --min-size 'ten'"),
     Case("invalid max size", scan_with("--max-size", "1XB"), "invalid --max-size"),
