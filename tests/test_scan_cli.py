@@ -22,10 +22,17 @@ from dupfinder.db.models import FileHash, ScanMetadata
 from tests.helpers import as_unprivileged, blob, groups, scan, write
 
 
+def _default_sigint() -> None:
+    # a shell's background job (CI may be one) ignores SIGINT, and the child would inherit
+    # that; give the scan the Ctrl-C handling it has in a terminal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_dupfinder(*args: str, **kw: Any) -> subprocess.Popen[str]:
     """Start ``python -m dupfinder ARGS`` as a separate process."""
     return subprocess.Popen([sys.executable, "-m", "dupfinder", *args], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_default_sigint, **kw)
 
 
 def test_missing_path_is_exit_2_and_writes_nothing(cli, tmp_path: Path) -> None:
