@@ -196,17 +196,6 @@ def delete_files(session: Session, ids: Iterable[int], batch_size: int = 1000) -
     return removed
 
 
-def mark_seen(session: Session, host: str, roots: Sequence[str], scan_id: int,
-              when: datetime) -> None:
-    """Stamp every row of the host under ``roots`` as seen by this scan (one statement)."""
-    session.execute(
-        update(F)
-        .where(F.host == host, under_roots(roots), F.scan_id != scan_id)
-        .values(last_seen=when, scan_id=scan_id)
-        .execution_options(synchronize_session=False)
-    )
-
-
 # --------------------------------------------------------------------------- hashing
 
 

@@ -32,7 +32,6 @@ class Database:
     url: URL
     sessions: sessionmaker[Session] = field(repr=False)
     fallback_reason: str | None = None
-    engine_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def backend(self) -> str:
@@ -227,7 +226,6 @@ def open_database(
         url=url,
         sessions=sessionmaker(engine, expire_on_commit=False),
         fallback_reason=reason,
-        engine_options=options,
     )
 
 
