@@ -39,7 +39,7 @@ def _filters(f):  # type: ignore[no-untyped-def]
 @handle_errors
 def dupes_cmd(ctx: Context, paths: tuple[str, ...], host: str | None, min_size: str, fmt: str,
               sort: str) -> None:
-    """List duplicate groups from the catalogue (files under PATH... when given)."""
+    """List duplicate groups from the catalogue, optionally only under given paths."""
     minimum = parse_size(min_size, "--min-size")
     roots = _roots(paths)
     with ctx.opened() as db, db.session() as s:
@@ -110,7 +110,7 @@ def stats_cmd(ctx: Context, paths: tuple[str, ...], host: str | None, min_size: 
 @handle_errors
 def report_cmd(ctx: Context, paths: tuple[str, ...], host: str | None, min_size: str,
                output: str) -> None:
-    """Write a self-contained HTML report of the duplicates (files under PATH...)."""
+    """Write a self-contained HTML report of the duplicates, optionally under paths."""
     from dupfinder.output.report import write_report
 
     minimum = parse_size(min_size, "--min-size")

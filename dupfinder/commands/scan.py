@@ -63,7 +63,7 @@ def scan_cmd(ctx: Context, paths: tuple[str, ...], algorithm: str, processes: in
              include_empty: bool, include: tuple[str, ...], exclude: tuple[str, ...],
              hidden: bool, follow_links: bool, one_file_system: bool, max_depth: int | None,
              prefix_size: str, start_method: str | None, report_path: str | None) -> None:
-    """Scan PATH... (folders or files) into the catalogue and find duplicates."""
+    """Scan folders or files into the catalogue and find the duplicates among them."""
     if include_empty and min_size is not None and parse_size(min_size, "--min-size") > 0:
         raise UsageError("--include-empty conflicts with --min-size above 0")
     walk_opts = WalkOptions(
