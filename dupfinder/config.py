@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from dupfinder.errors import ConfigError, register_secret
+from dupfinder.paths import absolute
 
 APP_NAME = "dupfinder"
 ENV_CONFIG = "DUPFINDER_CONFIG"
@@ -131,8 +132,7 @@ def _fmt(value: Any) -> str:
 
 def sqlite_url(path: str | os.PathLike[str]) -> URL:
     """A SQLite URL for a file path (``~`` expanded, made absolute)."""
-    full = os.path.abspath(os.path.expanduser(os.fspath(path)))
-    return URL.create("sqlite+pysqlite", database=full)
+    return URL.create("sqlite+pysqlite", database=absolute(os.fspath(path)))
 
 
 def backend_of(url: URL) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 
 _ESCAPED = re.compile(r"\\(\\|x[0-9a-f]{2})")
 _NEEDS_ESCAPE = re.compile("[\\\\\udc80-\udcff]")
@@ -52,6 +53,22 @@ def subtree_range(root: str) -> tuple[str, str]:
     """
     base = root.rstrip("/")
     return base + "/", base + "0"
+
+
+def absolute(path: str) -> str:
+    """``~`` expanded and made absolute (not resolved: links in the path stay)."""
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def is_under(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it (plain string test, either form)."""
+    base = folder.rstrip("/")
+    return path == folder or path.startswith(base + "/")
+
+
+def db_roots(roots: Sequence[str] | None) -> list[str] | None:
+    """Filesystem roots in catalogue form, or None for "no restriction"."""
+    return [to_db(r) for r in roots] if roots else None
 
 
 def display(path: str) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from dupfinder.db.queries import Group, GroupFile
+from dupfinder.paths import is_under
 
 ACTIONS = ("delete", "trash", "hardlink", "symlink", "move")
 KEEP_POLICIES = ("oldest", "newest", "shortest-path", "longest-path", "first-root")
@@ -27,14 +28,9 @@ class Planned:
     inode: int
 
 
-def _under(path: str, folder: str) -> bool:
-    folder = folder.rstrip("/")
-    return path == folder or path.startswith(folder + "/")
-
-
 def _rank(path: str, folders: Sequence[str]) -> int:
     for i, folder in enumerate(folders):
-        if _under(path, folder):
+        if is_under(path, folder):
             return i
     return len(folders)
 

@@ -14,22 +14,18 @@ from dupfinder.cli import Context, cli, common_options, handle_errors, pass_ctx
 from dupfinder.db import journal
 from dupfinder.db.queries import iter_groups
 from dupfinder.errors import DupfinderError, UsageError
-from dupfinder.paths import for_message, from_db, to_db
+from dupfinder.paths import absolute, db_roots, for_message, from_db, is_under
 from dupfinder.units import human_size, parse_size
-
-
-def _abs(p: str) -> str:
-    return os.path.abspath(os.path.expanduser(p))
 
 
 def _check_move_target(to: str | None, roots: list[str]) -> str | None:
     if to is None:
         raise UsageError("--action move needs --to DIR")
-    target = _abs(to)
+    target = absolute(to)
     if os.path.exists(target) and not os.path.isdir(target):
         raise UsageError(f"--to {for_message(target)} is a file, not a folder")
     for r in roots or ["/"]:
-        if target == r or target.startswith(r.rstrip("/") + "/"):
+        if is_under(target, r):
             raise UsageError(f"--to {for_message(target)} lies inside the scanned folder "
                              f"{for_message(r)}; choose a folder outside it")
     return target
@@ -60,7 +56,7 @@ def dedupe_cmd(ctx: Context, paths: tuple[str, ...], action: str, to_dir: str | 
     the copy that stays. Every action is journaled; `dupfinder undo` reverses trash, move,
     hardlink and symlink actions.
     """
-    roots = [_abs(p) for p in paths]
+    roots = [absolute(p) for p in paths]
     minimum = parse_size(min_size, "--min-size")
     target = _check_move_target(to_dir, roots) if action == "move" else None
     if to_dir is not None and action != "move":
@@ -69,8 +65,8 @@ def dedupe_cmd(ctx: Context, paths: tuple[str, ...], action: str, to_dir: str | 
     host = settings.host_label
     with ctx.opened() as db:
         with db.session() as s:
-            groups = iter_groups(s, host, [to_db(r) for r in roots] or None, minimum)
-            planned = plan(groups, action, keep, [_abs(p) for p in prefer], roots)
+            groups = iter_groups(s, host, db_roots(roots), minimum)
+            planned = plan(groups, action, keep, [absolute(p) for p in prefer], roots)
         total = reclaimable(planned)
         for p in planned:
             click.echo(describe(p))

@@ -13,13 +13,13 @@ from dupfinder.cli import Context, cli, common_options, handle_errors, pass_ctx
 from dupfinder.db.queries import SORTS, iter_groups, stats
 from dupfinder.errors import UsageError
 from dupfinder.output import formats
-from dupfinder.paths import display, to_db
+from dupfinder.paths import absolute, db_roots, display
 from dupfinder.units import human_size, parse_size
 
 
 def _roots(paths: tuple[str, ...]) -> list[str] | None:
     """Absolute forms of the PATH arguments (they need not exist any more)."""
-    return [os.path.abspath(os.path.expanduser(p)) for p in paths] or None
+    return [absolute(p) for p in paths] or None
 
 
 def _filters(f):  # type: ignore[no-untyped-def]
@@ -43,8 +43,7 @@ def dupes_cmd(ctx: Context, paths: tuple[str, ...], host: str | None, min_size: 
     minimum = parse_size(min_size, "--min-size")
     roots = _roots(paths)
     with ctx.opened() as db, db.session() as s:
-        groups = iter_groups(s, host, [to_db(r) for r in roots] if roots else None,
-                             minimum, sort)
+        groups = iter_groups(s, host, db_roots(roots), minimum, sort)
         if fmt == "fdupes":
             out = sys.stdout.buffer
             formats.write_fdupes(groups, out)
@@ -81,7 +80,7 @@ def stats_cmd(ctx: Context, paths: tuple[str, ...], host: str | None, min_size: 
     minimum = parse_size(min_size, "--min-size")
     roots = _roots(paths)
     with ctx.opened() as db, db.session() as s:
-        st = stats(s, host, [to_db(r) for r in roots] if roots else None, minimum, top)
+        st = stats(s, host, db_roots(roots), minimum, top)
         scans = [(sc.id, sc.host, sc.status, sc.started_at, sc.files_seen, sc.roots)
                  for sc in st.scans]
     echo = click.echo

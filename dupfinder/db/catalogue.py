@@ -34,7 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from dupfinder.db.models import FileHash, ScanMetadata, utcnow
-from dupfinder.paths import subtree_range
+from dupfinder.paths import is_under, subtree_range
 
 F = FileHash
 STREAM_ROWS = 5000
@@ -432,8 +432,7 @@ def settled_since(session: Session, host: str, roots: Sequence[str], algorithm: 
     ).first()
     if prev is None or (prev.options or {}).get("min_size") != min_size:
         return False
-    covered = all(any(r == p or r.startswith(p.rstrip("/") + "/") for p in prev.roots)
-                  for r in roots)
+    covered = all(any(is_under(r, p) for p in prev.roots) for r in roots)
     if not covered:
         return False
     newer = select(F.id).where(

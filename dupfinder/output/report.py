@@ -26,7 +26,7 @@ from dupfinder.config import mask_url
 from dupfinder.db.engine import Database
 from dupfinder.db.queries import iter_files, iter_groups, scan_overview, stats
 from dupfinder.errors import UsageError
-from dupfinder.paths import display, to_db
+from dupfinder.paths import db_roots, display
 
 # The "all files" view embeds at most this many non-duplicate files (the page must stay
 # quick to open); duplicates are always complete.
@@ -56,18 +56,18 @@ def script_safe_json(data: Any) -> str:
 def report_data(db: Database, roots: Sequence[str] | None = None, host: str | None = None,
                 min_size: int = 0, all_files_cap: int = ALL_FILES_CAP) -> dict[str, Any]:
     """Everything the page shows, as plain JSON-able data."""
-    db_roots = [to_db(r) for r in roots] if roots else None
+    selected = db_roots(roots)
     with db.session() as s:
-        st = stats(s, host, db_roots, min_size, top=0)
+        st = stats(s, host, selected, min_size, top=0)
         groups = []
         exts: Counter[str] = Counter()
-        for g in iter_groups(s, host, db_roots, min_size):
+        for g in iter_groups(s, host, selected, min_size):
             files = [[display(f.path), f.host, f.mtime_ns // 1_000_000_000] for f in g.files]
             for f in files:
                 exts[_ext(f[0])] += 1
             groups.append([g.size, g.hash, g.algorithm, g.wasted, files])
         all_files = [[display(p), size, h, mtime // 1_000_000_000]
-                     for p, size, h, mtime in iter_files(s, host, db_roots, min_size,
+                     for p, size, h, mtime in iter_files(s, host, selected, min_size,
                                                          limit=all_files_cap + 1)]
         for f in all_files:
             exts[_ext(f[0])] += 1

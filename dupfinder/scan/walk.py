@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from dupfinder.paths import absolute, is_under
+
 # (path, name, size, mtime_ns, device, inode, nlink)
 Entry = tuple[str, str, int, int, int, int, int]
 
@@ -53,10 +55,9 @@ def _matches(patterns: tuple[str, ...], path: str, name: str) -> bool:
 
 def normalize_roots(paths: list[str]) -> list[str]:
     """Absolute, normalised roots with duplicates and roots nested in others removed."""
-    absolute = sorted({os.path.abspath(os.path.expanduser(p)) for p in paths})
     kept: list[str] = []
-    for path in absolute:
-        if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in kept):
+    for path in sorted({absolute(p) for p in paths}):
+        if not any(is_under(path, k) for k in kept):
             kept.append(path)
     return kept
 
