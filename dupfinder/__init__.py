@@ -1,3 +1,79 @@
-"""dupfinder: a duplicate file finder that keeps every scan in a database."""
+"""dupfinder: a duplicate file finder that keeps every scan in a database.
 
-__version__ = "0.1.0"
+The library is one object, :class:`Catalogue`; everything it returns is named below.
+Importing ``dupfinder`` is cheap (``dupfinder --version`` must not pay for SQLAlchemy), so
+the names load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.2.0"
+
+__all__ = [
+    "Action",
+    "Catalogue",
+    "ConfigError",
+    "DatabaseError",
+    "DatabaseUnreachable",
+    "DupfinderError",
+    "EntryState",
+    "Group",
+    "GroupFile",
+    "GroupSort",
+    "KeepPolicy",
+    "Plan",
+    "Planned",
+    "Run",
+    "RunStatus",
+    "SafetyError",
+    "ScanStatus",
+    "ScanSummary",
+    "Stats",
+    "UndoResult",
+    "UsageError",
+]
+
+_WHERE = {
+    "Catalogue": "dupfinder.catalogue",
+    "Group": "dupfinder.db.queries",
+    "GroupFile": "dupfinder.db.queries",
+    "Stats": "dupfinder.db.queries",
+    "Plan": "dupfinder.actions.plan",
+    "Planned": "dupfinder.actions.plan",
+    "Run": "dupfinder.actions.apply",
+    "UndoResult": "dupfinder.actions.undo",
+    "ScanSummary": "dupfinder.scan.pipeline",
+    **{name: "dupfinder.states" for name in (
+        "Action", "EntryState", "GroupSort", "KeepPolicy", "RunStatus", "ScanStatus")},
+    **{name: "dupfinder.errors" for name in (
+        "ConfigError", "DatabaseError", "DatabaseUnreachable", "DupfinderError",
+        "SafetyError", "UsageError")},
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'dupfinder' has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    from dupfinder.actions.apply import Run
+    from dupfinder.actions.plan import Plan, Planned
+    from dupfinder.actions.undo import UndoResult
+    from dupfinder.catalogue import Catalogue
+    from dupfinder.db.queries import Group, GroupFile, Stats
+    from dupfinder.errors import (
+        ConfigError,
+        DatabaseError,
+        DatabaseUnreachable,
+        DupfinderError,
+        SafetyError,
+        UsageError,
+    )
+    from dupfinder.scan.pipeline import ScanSummary
+    from dupfinder.states import Action, EntryState, GroupSort, KeepPolicy, RunStatus, ScanStatus

@@ -1,127 +1,24 @@
-"""The ``dupfinder`` command line: thin click wrappers over the library functions."""
+"""The ``dupfinder`` command line: a click group whose commands parse options, call one
+:class:`dupfinder.Catalogue` method and print. The commands live in
+:mod:`dupfinder.commands`; this module only assembles them, so nothing imports it back."""
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
 
 import click
 
 from dupfinder import __version__
-from dupfinder.config import Settings, load_settings
-from dupfinder.db.engine import Database, open_database
-from dupfinder.errors import (
-    EXIT_ERROR,
+from dupfinder.commands import dedupe, query, scan
+from dupfinder.commands.base import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
-    DupfinderError,
-    mask_secrets,
-    one_line,
-    quiet_library_logs,
+    Context,
+    common_options,
+    handle_errors,
+    pass_ctx,
 )
-
-
-@dataclass
-class Context:
-    """Options shared by every command."""
-
-    config: str | None = None
-    db_url: str | None = None
-    no_fallback: bool = False
-    host_label: str | None = None
-    verbose: int = 0
-    quiet: bool = False
-
-    def settings(self) -> Settings:
-        """The effective settings for this invocation."""
-        return load_settings(self.config, self.db_url, self.host_label)
-
-    def database(self) -> Database:
-        """Open the catalogue (with fallback unless ``--no-fallback``)."""
-        return open_database(self.settings(), no_fallback=self.no_fallback, warn=self.warn)
-
-    @contextmanager
-    def opened(self) -> Iterator[Database]:
-        """The catalogue for the length of a ``with`` block, disposed afterwards."""
-        db = self.database()
-        try:
-            yield db
-        finally:
-            db.dispose()
-
-    def warn(self, line: str) -> None:
-        """One line to stderr (shown even with ``-q``: warnings matter)."""
-        click.echo(mask_secrets(line), err=True)
-
-    def info(self, line: str) -> None:
-        """A line to stderr unless ``-q``."""
-        if not self.quiet:
-            click.echo(mask_secrets(line), err=True)
-
-
-def _store(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
-    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
-        obj = ctx.ensure_object(Context)
-        if value not in (None, False, 0):
-            setattr(obj, name, value)
-        return value
-
-    return callback
-
-
-def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Options accepted by the group and by every command (``dupfinder scan --db-url ...``)."""
-    opts = [
-        click.option("--config", "config", metavar="PATH", expose_value=False,
-                     callback=_store("config"), help="Config file (default: lookup order)."),
-        click.option("--db-url", metavar="URL", expose_value=False, callback=_store("db_url"),
-                     help="Database URL; overrides the config file and $DUPFINDER_DB_URL."),
-        click.option("--no-fallback", is_flag=True, expose_value=False,
-                     callback=_store("no_fallback"),
-                     help="Fail instead of falling back to SQLite when PostgreSQL is down."),
-        click.option("--host-label", metavar="NAME", expose_value=False,
-                     callback=_store("host_label"),
-                     help="Label for this machine's files (default: hostname)."),
-        click.option("-v", "--verbose", count=True, expose_value=False,
-                     callback=_store("verbose"), help="More detail (repeatable)."),
-        click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_store("quiet"),
-                     help="Only errors and results."),
-    ]
-    for opt in reversed(opts):
-        func = opt(func)
-    return func
-
-
-def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn every failure into one line on stderr and an exit code; never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except DupfinderError as exc:
-            click.echo(f"dupfinder: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("dupfinder: interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        except click.exceptions.Exit:
-            raise
-        except click.ClickException:
-            raise
-        except Exception as exc:  # noqa: BLE001 - last line of defence for the user
-            name = type(exc).__name__
-            click.echo(f"dupfinder: error: {name}: {one_line(exc)}", err=True)
-            sys.exit(EXIT_ERROR)
-
-    return wrapper
-
-
-pass_ctx = click.make_pass_decorator(Context, ensure=True)
+from dupfinder.errors import mask_secrets, quiet_library_logs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -143,9 +40,14 @@ def config_group() -> None:
 def config_show(ctx: Context) -> None:
     """Print the effective settings and where each came from (password masked)."""
     rows = ctx.settings().show()
-    width = max(len(r[0]) for r in rows)
-    for key, value, source in rows:
-        click.echo(f"{key.ljust(width)}  {value}  [{source}]")
+    width = max(len(r.key) for r in rows)
+    for row in rows:
+        click.echo(f"{row.key.ljust(width)}  {row.value}  [{row.source}]")
+
+
+for command in (scan.scan_cmd, query.dupes_cmd, query.stats_cmd, query.report_cmd,
+                dedupe.dedupe_cmd, dedupe.undo_cmd, dedupe.journal_cmd):
+    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -161,6 +63,3 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-
-
-import dupfinder.commands  # noqa: E402,F401  (registers the subcommands on ``cli``)

@@ -12,7 +12,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import platformdirs
 from sqlalchemy.engine import URL, make_url
@@ -62,6 +62,14 @@ FALLBACK_KEYS: dict[str, tuple[tuple[type, ...], bool, Any]] = {
 TOP_KEYS = {"database", "fallback", "host_label"}
 
 
+class Setting(NamedTuple):
+    """One line of ``dupfinder config show``."""
+
+    key: str
+    value: str
+    source: str
+
+
 @dataclass
 class Settings:
     """The effective settings and, for each one, where it came from."""
@@ -102,23 +110,24 @@ class Settings:
         """The SQLite URL used when PostgreSQL cannot be reached."""
         return sqlite_url(self.fallback["sqlite_path"])
 
-    def show(self) -> list[tuple[str, str, str]]:
-        """Rows of (setting, value, source) for ``dupfinder config show``; password masked."""
-        rows: list[tuple[str, str, str]] = []
-        rows.append(("config_file", str(self.config_file or "(none)"), "lookup"))
+    def show(self) -> list[Setting]:
+        """The settings for ``dupfinder config show``, each with its source; password
+        masked."""
+        rows: list[Setting] = []
+        rows.append(Setting("config_file", str(self.config_file or "(none)"), "lookup"))
         if self.url_override is not None:
-            rows.append(("db_url", mask_url(self.url_override), self.sources["db_url"]))
+            rows.append(Setting("db_url", mask_url(self.url_override), self.sources["db_url"]))
         for key in DATABASE_KEYS:
             value = self.database[key]
             if key == "password" and value:
                 value = "***"
-            rows.append((f"database.{key}", _fmt(value), self.sources[f"database.{key}"]))
+            rows.append(Setting(f"database.{key}", _fmt(value), self.sources[f"database.{key}"]))
         for key in FALLBACK_KEYS:
-            rows.append(
-                (f"fallback.{key}", _fmt(self.fallback[key]), self.sources[f"fallback.{key}"])
+            rows.append(Setting(
+                f"fallback.{key}", _fmt(self.fallback[key]), self.sources[f"fallback.{key}"])
             )
-        rows.append(("host_label", self.host_label, self.sources["host_label"]))
-        rows.append(("effective_url", mask_url(self.url()), "computed"))
+        rows.append(Setting("host_label", self.host_label, self.sources["host_label"]))
+        rows.append(Setting("effective_url", mask_url(self.url()), "computed"))
         return rows
 
 
@@ -145,9 +154,21 @@ def mask_url(url: URL | str) -> str:
     if isinstance(url, str):
         try:
             url = make_url(url)
-        except ArgumentError:
-            return "(invalid URL)"
+        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+            return _mask_text(url)
     return url.render_as_string(hide_password=True)
+
+
+def _mask_text(text: str) -> str:
+    """Mask the password of a URL that does not parse, so an error can still show what the
+    user typed (``scheme://user:***@host...``); ``(invalid URL)`` if it looks like no URL."""
+    if "://" not in text:
+        return "(invalid URL)"
+    scheme, _, rest = text.partition("://")
+    userinfo, at, hostpart = rest.rpartition("@")
+    if at and ":" in userinfo:
+        rest = f"{userinfo.partition(':')[0]}:***@{hostpart}"
+    return f"{scheme}://{rest}"
 
 
 def parse_db_url(text: str, source: str) -> URL:
@@ -155,7 +176,11 @@ def parse_db_url(text: str, source: str) -> URL:
     try:
         url = make_url(text)
     except (ArgumentError, ValueError) as exc:
-        raise ConfigError(f"{source}: not a valid database URL ({mask_url(text)})") from exc
+        # SQLAlchemy converts the port with int(): ``host:notaport`` is a ValueError
+        why = "; the port must be a number" if isinstance(exc, ValueError) else ""
+        raise ConfigError(
+            f"{source}: not a valid database URL ({mask_url(text)}){why}"
+        ) from exc
     backend = url.get_backend_name()
     driver = url.drivername.partition("+")[2]
     if backend == "postgresql":
@@ -167,6 +192,12 @@ def parse_db_url(text: str, source: str) -> URL:
         url = url.set(drivername="postgresql+psycopg2")
         if not url.database:
             raise ConfigError(f"{source}: the PostgreSQL URL names no database")
+        # libpq rejects such a port before connecting, which would otherwise look like an
+        # unreachable server and fall back to SQLite; port 0 would silently mean 5432
+        if url.port is not None and not 0 < url.port < 65536:
+            raise ConfigError(
+                f"{source}: port {url.port} is out of range (1-65535) in {mask_url(url)}"
+            )
     elif backend == "sqlite":
         if driver not in ("", "pysqlite"):
             raise ConfigError(f"{source}: unsupported SQLite driver '{driver}' (use sqlite:///)")
@@ -220,11 +251,13 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not text.strip():
         raise ConfigError(f"{path}: config file is empty (expected a JSON object)")
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(path, pairs))
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from exc
+    except RecursionError as exc:  # json recurses once per nesting level
+        raise ConfigError(f"{path}: invalid JSON: nested too deeply") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a JSON object, not {_jtype(data)}")
     for key in data:
@@ -252,10 +285,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
 def _check_section(
     path: Path, data: dict[str, Any], name: str, spec: dict[str, tuple[tuple[type, ...], bool, Any]]
 ) -> None:
-    section = data.get(name)
-    if section is None:
+    if name not in data:
         return
-    if not isinstance(section, dict):
+    section = data[name]
+    if not isinstance(section, dict):  # null included: the section would be silently empty
         raise ConfigError(f"{path}: key '{name}' must be an object, not {_jtype(section)}")
     for key, value in section.items():
         if key not in spec:
@@ -271,6 +304,17 @@ def _check_section(
             raise ConfigError(
                 f"{path}: key '{name}.{key}' must be {want}, not {_jtype(value)}"
             )
+
+
+def _unique_keys(path: Path, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Build a JSON object, refusing a repeated key: json would silently keep the last one,
+    so a setting the user believes is in force could be overridden further down the file."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise ConfigError(f"{path}: duplicate key '{key}' in a JSON object")
+        data[key] = value
+    return data
 
 
 def _tname(t: type) -> str:
@@ -292,9 +336,17 @@ def load_settings(
     db_url: str | None = None,
     host_label: str | None = None,
     cwd: Path | None = None,
+    lookup: bool = True,
 ) -> Settings:
-    """Build the effective settings from defaults, the config file, env and options."""
-    path, how = find_config_file(config_path, cwd)
+    """Build the effective settings from defaults, the config file, env and options.
+
+    With ``lookup`` false only what is passed counts: no ``$DUPFINDER_*`` variable, no
+    ``./config.json`` or user config file (the library reads nothing it was not given).
+    """
+    if lookup or config_path:
+        path, how = find_config_file(config_path, cwd)
+    else:
+        path, how = None, "defaults"
     data = read_config_file(path) if path else {}
     file_src = f"{path} ({how})" if path else "default"
     sources: dict[str, str] = {}
@@ -317,7 +369,7 @@ def load_settings(
 
     if host_label:
         label, sources["host_label"] = host_label, "--host-label"
-    elif os.environ.get(ENV_HOST_LABEL):
+    elif lookup and os.environ.get(ENV_HOST_LABEL):
         label, sources["host_label"] = os.environ[ENV_HOST_LABEL], f"${ENV_HOST_LABEL}"
     elif data.get("host_label"):
         label, sources["host_label"] = data["host_label"], file_src
@@ -328,7 +380,7 @@ def load_settings(
     if db_url:
         override = parse_db_url(db_url, "--db-url")
         sources["db_url"] = "--db-url"
-    elif os.environ.get(ENV_DB_URL):
+    elif lookup and os.environ.get(ENV_DB_URL):
         override = parse_db_url(os.environ[ENV_DB_URL], f"${ENV_DB_URL}")
         sources["db_url"] = f"${ENV_DB_URL}"
     return Settings(

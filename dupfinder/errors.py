@@ -1,41 +1,40 @@
-"""User-facing errors: every failure a user can cause becomes one line and an exit code."""
+"""The library's errors: each carries one line meant for a person, never an exit code
+(the command line maps error classes to exit codes), and never a password."""
 
 from __future__ import annotations
 
 import logging
 
-# Exit codes, shared by every command.
-EXIT_ERROR = 1  # a runtime failure (database unreachable, I/O error, ...)
-EXIT_USAGE = 2  # bad input: a missing path, a bad option, a bad config file
-EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM
-
 _secrets: set[str] = set()
 
 
 class DupfinderError(Exception):
-    """An error with a message meant for the user and the exit code to leave with."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    """An error with a message meant for the user."""
 
     def __str__(self) -> str:
         return mask_secrets(super().__str__())
 
 
 class UsageError(DupfinderError):
-    """Bad input from the user: exit code 2."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, EXIT_USAGE)
+    """Bad input: a missing path, a bad option or argument."""
 
 
 class ConfigError(UsageError):
     """A configuration file or setting that cannot be used."""
 
 
+class SafetyError(UsageError):
+    """A request that would break one of the rules that keep files safe (act only on this
+    host's files, keep move targets outside the scanned folders, undo only a run's own
+    host's actions, one action run at a time)."""
+
+
 class DatabaseError(DupfinderError):
-    """The database cannot be reached or used."""
+    """The database cannot be used."""
+
+
+class DatabaseUnreachable(DatabaseError):
+    """The database server did not answer (the one case the SQLite fallback is for)."""
 
 
 def register_secret(secret: str | None) -> None:

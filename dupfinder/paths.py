@@ -1,63 +1,28 @@
-"""File paths as dupfinder stores and shows them.
+"""Filesystem paths as dupfinder takes and shows them.
 
-Linux file names are bytes. Python hands them over as ``str`` with undecodable bytes as lone
-surrogates (``surrogateescape``). Databases cannot store lone surrogates, so the catalogue keeps
-a text form in which a backslash is written ``\\\\`` and an undecodable byte ``0xNN`` is written
-``\\xNN``. The mapping is exact both ways and preserves prefixes, so "every file under a folder"
-is still a range query on the stored text.
+Linux file names are bytes; Python hands them over as ``str`` with undecodable bytes as lone
+surrogates (``surrogateescape``), and that is the one path form the library speaks. The
+catalogue's stored form lives in :mod:`dupfinder.db.paths` and never leaves ``dupfinder/db/``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from typing import TypeAlias
 
-_ESCAPED = re.compile(r"\\(\\|x[0-9a-f]{2})")
-_NEEDS_ESCAPE = re.compile("[\\\\\udc80-\udcff]")
-
-
-def _escape(match: re.Match[str]) -> str:
-    ch = match.group(0)
-    if ch == "\\":
-        return "\\\\"
-    return f"\\x{ord(ch) - 0xDC00:02x}"
+# what the library accepts wherever it takes a path: str, pathlib.Path or raw bytes
+PathArg: TypeAlias = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 
-def _unescape(match: re.Match[str]) -> str:
-    code = match.group(1)
-    if code == "\\":
-        return "\\"
-    return chr(0xDC00 + int(code[1:], 16))
+def fspath(path: PathArg) -> str:
+    """Any accepted path as the library's one form: ``str`` with surrogate escapes."""
+    return os.fsdecode(os.fspath(path))
 
 
-def to_db(path: str) -> str:
-    """Encode a filesystem path (``str`` with surrogate escapes) for the catalogue."""
-    if _NEEDS_ESCAPE.search(path) is None:
-        return path
-    return _NEEDS_ESCAPE.sub(_escape, path)
-
-
-def from_db(text: str) -> str:
-    """Decode a catalogue path back into a filesystem path usable with ``open``."""
-    if "\\" not in text:
-        return text
-    return _ESCAPED.sub(_unescape, text)
-
-
-def subtree_range(root: str) -> tuple[str, str]:
-    """The half-open range [lo, hi) of catalogue paths strictly below folder ``root``.
-
-    ``root`` is in catalogue form. '/' is followed by '0' in byte order, so every path
-    that starts with ``root + '/'`` sorts inside the range (the column uses byte order).
-    """
-    base = root.rstrip("/")
-    return base + "/", base + "0"
-
-
-def absolute(path: str) -> str:
+def absolute(path: PathArg) -> str:
     """``~`` expanded and made absolute (not resolved: links in the path stay)."""
-    return os.path.abspath(os.path.expanduser(path))
+    return os.path.abspath(os.path.expanduser(fspath(path)))
 
 
 def is_under(path: str, folder: str) -> bool:
@@ -66,20 +31,62 @@ def is_under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(base + "/")
 
 
-def db_roots(roots: Sequence[str] | None) -> list[str] | None:
-    """Filesystem roots in catalogue form, or None for "no restriction"."""
-    return [to_db(r) for r in roots] if roots else None
+# What display() escapes. A backslash, so that an escape can never be confused with the
+# same characters in a name. Lone surrogates: undecodable bytes (\udc80-\udcff, from
+# surrogateescape) and, defensively, any other. C0, DEL and C1 controls: a terminal obeys
+# them (ESC starts a sequence, a newline breaks a line). Bidi controls (U+061C, U+200E,
+# U+200F, U+202A-U+202E, U+2066-U+2069), which reorder what follows so that a name can
+# look like another (``evil\u202etxt.exe`` shows as "evilexe.txt"), and the line and
+# paragraph separators U+2028/U+2029, which some terminals and editors break lines at.
+_UNSAFE = re.compile(
+    "[\\\\\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+    "\u2028\u2029\ud800-\udfff]"
+)
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+
+
+def _show(match: re.Match[str]) -> str:
+    ch = match.group(0)
+    short = _SHORT.get(ch)
+    if short is not None:
+        return short
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte: \xNN is always >= \x80 ...
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x80:  # ... and a C0 control or DEL is always below, so they never clash
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}"  # C1 controls (not \xNN: that is a byte), bidi, separators
 
 
 def display(path: str) -> str:
-    """A printable form of a path: undecodable bytes shown as ``\\xNN``."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    """A form of a path that is safe to print and says exactly which name it is.
 
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+    Text, CSV, JSON ``path``, the HTML report and every message use this one form, so a
+    name reads the same everywhere. Names are shown as they are except that a backslash
+    is doubled (``\\\\``), an undecodable byte is ``\\xNN`` (always 80-ff), a newline, CR or
+    tab is ``\\n``, ``\\r``, ``\\t``, any other C0 control or DEL is ``\\xNN`` (00-1f, 7f),
+    and C1 controls, bidi controls and U+2028/U+2029 are ``\\uNNNN``. Doubling the backslash
+    keeps the byte ``0xff`` (shown ``\\xff``) apart from the four characters ``\\xff`` in a
+    name (shown ``\\\\xff``); the mapping is one-to-one, so the name can be recovered. Escaping
+    controls stops a file name from moving the cursor, recolouring or clearing the terminal,
+    or breaking a line; escaping bidi controls stops it from reordering what is shown.
+    """
+    if _UNSAFE.search(path) is None:
+        return path
+    return _UNSAFE.sub(_show, path)
 
 
 def for_message(path: str) -> str:
-    """A path for a one-line message: like :func:`display`, and control characters such
-    as a newline in a file name are shown as escapes so the message stays one line."""
-    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], display(path))
+    """A path inside a one-line message: the same form as :func:`display` (kept as its
+    own name so that message call sites say what they are for)."""
+    return display(path)
+
+
+def is_utf8(path: str) -> bool:
+    """Whether a filesystem path is valid UTF-8, i.e. holds no undecodable byte; when it
+    does not, :func:`display` alone cannot hand a program the exact bytes back."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

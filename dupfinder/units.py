@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 from dupfinder.errors import UsageError
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)(b?)\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(\d+)(?:\.(\d+))?\s*([kmgtp]?)(i?)(b?)\s*$", re.IGNORECASE)
 _POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+# The largest file size a filesystem (off_t) and the catalogue (a signed 64-bit BIGINT) hold.
+MAX_SIZE = 2**63 - 1
+# Digits kept after the decimal point: beyond this they cannot change a whole byte count,
+# and int() refuses strings of more than 4300 digits.
+_FRACTION_DIGITS = 30
 
 
 def parse_size(text: str | int, what: str = "size") -> int:
@@ -22,15 +28,29 @@ def parse_size(text: str | int, what: str = "size") -> int:
         m = _SIZE.match(text)
         if not m:
             raise UsageError(f"invalid {what} '{text}' (examples: 4096, 10k, 8MB, 1GiB)")
-        number, unit, binary, byte = m.groups()
+        whole, fraction, unit, binary, byte = m.groups()
         power = _POWERS[unit.lower()]
         base = 1000 if (byte and not binary and unit) else 1024
         if binary and not unit:
             raise UsageError(f"invalid {what} '{text}' (examples: 4096, 10k, 8MB, 1GiB)")
-        value = int(float(number) * base**power)
+        whole = whole.lstrip("0") or "0"
+        if len(whole) > len(str(MAX_SIZE)):  # too large whatever the unit; skip int()
+            raise _too_large(what, text)
+        # exact arithmetic: a float turns 2**63-1 into 2**63 and 1e400 into inf
+        number = Fraction(f"{whole}.{(fraction or '0')[:_FRACTION_DIGITS]}")
+        value = int(number * base**power)
     if value < 0:
         raise UsageError(f"invalid {what} '{text}': must not be negative")
+    if value > MAX_SIZE:
+        raise _too_large(what, text)
     return value
+
+
+def _too_large(what: str, text: str | int) -> UsageError:
+    shown = str(text).strip()
+    if len(shown) > 40:
+        shown = f"{shown[:40]}... ({len(shown)} characters)"
+    return UsageError(f"invalid {what} '{shown}': too large (at most {MAX_SIZE} bytes, 8 EiB)")
 
 
 def human_size(n: int) -> str:

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
+from dupfinder import Catalogue
 from dupfinder.cli import main
 from dupfinder.config import load_settings
 from dupfinder.db.engine import Database, open_database
@@ -88,6 +89,16 @@ def db(db_url: str) -> Iterator[Database]:
     database = open_database(load_settings(db_url=db_url), no_fallback=True)
     yield database
     database.dispose()
+
+
+@pytest.fixture
+def cat(db_url: str) -> Iterator[Catalogue]:
+    """The catalogue as a library user opens it, on each backend in turn, with the test
+    host's label."""
+    from tests.helpers import HOST
+
+    with Catalogue.open(db_url, host=HOST, fallback=False) as catalogue:
+        yield catalogue
 
 
 @pytest.fixture(autouse=True)

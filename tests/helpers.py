@@ -11,10 +11,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from dupfinder.db import catalogue
 from dupfinder.db.engine import Database
 from dupfinder.db.models import FileHash
-from dupfinder.paths import from_db
+from dupfinder.db.paths import from_db
+from dupfinder.db.queries import Selection, duplicate_groups
 from dupfinder.scan.pipeline import ScanOptions, ScanSummary, run_scan
 from dupfinder.scan.walk import WalkOptions
 
@@ -45,7 +45,7 @@ def scan(db: Database, *paths: Path | str, processes: int = 1, **walk: object) -
 def groups(db: Database, host: str | None = None) -> set[frozenset[str]]:
     """Every duplicate group in the catalogue as a set of filesystem paths."""
     with db.session() as s:
-        g = catalogue.duplicate_groups(s, host=host).subquery()
+        g = duplicate_groups(Selection(host)).subquery()
         stmt = (
             select(FileHash.full_hash, FileHash.size, FileHash.path)
             .join(g, (FileHash.full_hash == g.c.full_hash) & (FileHash.size == g.c.size)

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.engine import make_url
 
 from dupfinder.config import load_settings
-from dupfinder.db import catalogue
+from dupfinder.db import candidates, files, queries
 from dupfinder.db.engine import Database, open_database, worker_database
 from dupfinder.db.models import SCHEMA_VERSION, FileHash, SchemaInfo, utcnow
 from dupfinder.db.schema import schema_version
@@ -28,6 +28,10 @@ def rows(n: int, host: str = "h1", base: str = "/data", size: int = 100, **extra
     ]
 
 
+def stream(s, stmt):
+    return list(candidates.stream_candidates(s, stmt))
+
+
 def count(db: Database) -> int:
     with db.session() as s:
         return s.scalar(select(func.count()).select_from(FileHash)) or 0
@@ -42,7 +46,7 @@ def test_schema_created_with_version(db: Database) -> None:
 
 def test_reopening_keeps_data(db: Database, db_url: str) -> None:
     with db.session() as s:
-        catalogue.upsert_files(s, rows(3))
+        files.upsert_files(s, rows(3))
         s.commit()
     again = open_database(load_settings(db_url=db_url), no_fallback=True)
     try:
@@ -61,19 +65,19 @@ def test_newer_schema_version_is_refused(db: Database, db_url: str) -> None:
 
 def test_upsert_inserts_then_updates_without_duplicates(db: Database) -> None:
     with db.session() as s:
-        catalogue.upsert_files(s, rows(50))
-        catalogue.upsert_files(s, rows(50))  # same rows again: no new rows
+        files.upsert_files(s, rows(50))
+        files.upsert_files(s, rows(50))  # same rows again: no new rows
         s.commit()
     assert count(db) == 50
 
 
 def test_upsert_keeps_hashes_of_unchanged_and_clears_changed(db: Database) -> None:
     with db.session() as s:
-        catalogue.upsert_files(s, rows(2))
+        files.upsert_files(s, rows(2))
         s.execute(update(FileHash).values(prefix_hash="p", full_hash="f", hash_algo="md5"))
         changed = rows(2)
         changed[1]["mtime_ns"] = 2000
-        catalogue.upsert_files(s, changed)
+        files.upsert_files(s, changed)
         s.commit()
         got = dict(s.execute(select(FileHash.path, FileHash.full_hash)).all())
     assert got == {"/data/f0": "f", "/data/f1": None}
@@ -81,26 +85,26 @@ def test_upsert_keeps_hashes_of_unchanged_and_clears_changed(db: Database) -> No
 
 def test_same_path_on_two_hosts_are_two_rows(db: Database) -> None:
     with db.session() as s:
-        catalogue.upsert_files(s, rows(5, host="laptop") + rows(5, host="nas"))
+        files.upsert_files(s, rows(5, host="laptop") + rows(5, host="nas"))
         s.commit()
     assert count(db) == 10
 
 
 def test_existing_files_is_limited_to_host_and_roots(db: Database) -> None:
     with db.session() as s:
-        catalogue.upsert_files(s, rows(3, base="/a") + rows(3, base="/ab") + rows(2, base="/a/b"))
-        catalogue.upsert_files(s, rows(4, host="other", base="/a"))
+        files.upsert_files(s, rows(3, base="/a") + rows(3, base="/ab") + rows(2, base="/a/b"))
+        files.upsert_files(s, rows(4, host="other", base="/a"))
         s.commit()
-        paths = sorted(r[1] for r in catalogue.existing_files(s, "h1", ["/a"]))
+        paths = sorted(r.path for r in files.existing_files(s, "h1", ["/a"]))
     # /ab is not under /a, other host's rows are excluded
     assert paths == ["/a/b/f0", "/a/b/f1", "/a/f0", "/a/f1", "/a/f2"]
 
 
 def test_delete_files_in_batches(db: Database) -> None:
     with db.session() as s:
-        catalogue.upsert_files(s, rows(25))
+        files.upsert_files(s, rows(25))
         ids = list(s.scalars(select(FileHash.id)))
-        assert catalogue.delete_files(s, ids[:20], batch_size=7) == 20
+        assert files.delete_files(s, ids[:20], batch_size=7) == 20
         s.commit()
     assert count(db) == 5
 
@@ -108,45 +112,50 @@ def test_delete_files_in_batches(db: Database) -> None:
 def test_candidates_and_groups(db: Database) -> None:
     data = rows(3, size=10) + rows(1, base="/u", size=99)
     with db.session() as s:
-        catalogue.upsert_files(s, data)
+        files.upsert_files(s, data)
         s.commit()
-        pending = list(catalogue.stream(s, catalogue.prefix_candidates("h1", "xxh3")))
-        assert sorted(p[1] for p in pending) == ["/data/f0", "/data/f1", "/data/f2"]
-        ids = [p[0] for p in pending]
-        catalogue.save_hashes(s, [
-            {"id": ids[0], "prefix_hash": "A", "full_hash": None, "hash_algo": "xxh3"},
-            {"id": ids[1], "prefix_hash": "A", "full_hash": None, "hash_algo": "xxh3"},
-            {"id": ids[2], "prefix_hash": "B", "full_hash": None, "hash_algo": "xxh3"},
+        pending = list(stream(s, candidates.prefix_candidates("h1", "xxh3")))
+        assert sorted(p.path for p in pending) == ["/data/f0", "/data/f1", "/data/f2"]
+        ids = [p.id for p in pending]
+        read = {"size": 10, "mtime_ns": 1000}
+        candidates.save_hashes(s, [
+            {"id": ids[0], **read, "inode": pending[0].inode, "prefix_hash": "A",
+             "full_hash": None, "hash_algo": "xxh3"},
+            {"id": ids[1], **read, "inode": pending[1].inode, "prefix_hash": "A",
+             "full_hash": None, "hash_algo": "xxh3"},
+            {"id": ids[2], **read, "inode": pending[2].inode, "prefix_hash": "B",
+             "full_hash": None, "hash_algo": "xxh3"},
         ])
         s.commit()
-        assert list(catalogue.stream(s, catalogue.prefix_candidates("h1", "xxh3"))) == []
+        assert list(stream(s, candidates.prefix_candidates("h1", "xxh3"))) == []
         # another algorithm asks for the hashes again instead of mixing them
-        assert len(list(catalogue.stream(s, catalogue.prefix_candidates("h1", "sha256")))) == 3
-        full = sorted(p[0] for p in catalogue.stream(s, catalogue.full_candidates("h1", "xxh3")))
+        assert len(list(stream(s, candidates.prefix_candidates("h1", "sha256")))) == 3
+        full = sorted(p.id for p in stream(s, candidates.full_candidates("h1", "xxh3")))
         assert full == sorted(ids[:2])
-        catalogue.save_hashes(s, [{"id": i, "full_hash": "F"} for i in ids[:2]])
+        candidates.save_hashes(s, [{"id": p.id, **read, "inode": p.inode, "full_hash": "F"}
+                                   for p in pending[:2]])
         s.commit()
-        assert catalogue.group_totals(s) == (1, 2, 10)
+        assert queries.group_totals(s) == (1, 2, 10)
 
 
 def test_hard_links_are_not_wasted_space(db: Database) -> None:
     data = rows(3, size=10)
     data[1]["inode"] = data[0]["inode"]  # f0 and f1 are one inode
     with db.session() as s:
-        catalogue.upsert_files(s, data)
+        files.upsert_files(s, data)
         s.execute(update(FileHash).values(full_hash="F", prefix_hash="F", hash_algo="md5"))
         s.commit()
-        assert catalogue.group_totals(s) == (1, 3, 10)
+        assert queries.group_totals(s) == (1, 3, 10)
         s.execute(update(FileHash).where(FileHash.path == "/data/f2").values(full_hash="G"))
         s.commit()
-        assert catalogue.group_totals(s) == (0, 0, 0)
+        assert queries.group_totals(s) == (0, 0, 0)
 
 
 def test_worker_database_is_independent(db: Database) -> None:
     worker = worker_database(db.url_string())
     try:
         with worker.session() as s:
-            catalogue.upsert_files(s, rows(4))
+            files.upsert_files(s, rows(4))
             s.commit()
     finally:
         worker.dispose()
@@ -154,16 +163,14 @@ def test_worker_database_is_independent(db: Database) -> None:
 
 
 def test_non_utf8_and_newline_paths_round_trip(db: Database) -> None:
-    from dupfinder.paths import from_db, to_db
-
     weird = ["/d/caf\udce9", "/d/new\nline", "/d/back\\slash", "/d/\u00e9t\u00e9"]
     data = rows(len(weird))
     for row, p in zip(data, weird, strict=True):
-        row["path"] = to_db(p)
+        row["path"] = p
     with db.session() as s:
-        catalogue.upsert_files(s, data)
+        files.upsert_files(s, data)
         s.commit()
-        stored = sorted(from_db(r[1]) for r in catalogue.existing_files(s, "h1", ["/d"]))
+        stored = sorted(r.path for r in files.existing_files(s, "h1", ["/d"]))
     assert stored == sorted(weird)
 
 
@@ -191,13 +198,13 @@ def test_unreachable_postgresql_falls_back_to_sqlite(tmp_path: Path, capsys) -> 
 
 
 def test_unreachable_postgresql_without_fallback_is_an_error() -> None:
-    from dupfinder.cli import Context
+    from dupfinder.commands.base import Context
 
     port = free_port()
     url = f"postgresql://u:pw-secret-1@127.0.0.1:{port}/x"
     ctx = Context(db_url=url, no_fallback=True)
     with pytest.raises(DatabaseError) as err:
-        ctx.database()
+        ctx.catalogue()
     assert f"127.0.0.1:{port}" in str(err.value)
     assert "fallback to SQLite is off" in str(err.value)
     assert "pw-secret-1" not in str(err.value)

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from dupfinder.actions.plan import keeper, plan
+from dupfinder import Catalogue, GroupFile
+from dupfinder.actions.plan import keeper
 from dupfinder.db.engine import Database
 from dupfinder.db.models import ActionEntry, FileHash
-from dupfinder.db.queries import GroupFile, iter_groups
-from dupfinder.paths import from_db
+from dupfinder.db.paths import from_db
 from tests.helpers import HOST, blob, scan, tree_checksums, write
 
 
@@ -89,11 +89,10 @@ def test_each_action_keeps_one_copy_and_updates_the_catalogue(
     ("oldest", "keep/photo.jpg"), ("newest", "copies/deeper/photo-2.jpg"),
     ("shortest-path", "keep/photo.jpg"), ("longest-path", "copies/deeper/photo-2.jpg"),
 ])
-def test_keep_policies(db: Database, tree: Path, policy: str, kept: str) -> None:
-    scan(db, tree)
-    with db.session() as s:
-        planned = plan(iter_groups(s, HOST, min_size=50_000), "delete", policy)
-    assert {p.kept for p in planned} == {str(tree / kept)}
+def test_keep_policies(cat: Catalogue, tree: Path, policy: str, kept: str) -> None:
+    cat.scan([tree])
+    plan = cat.plan_dedupe("delete", keep=policy, min_size=50_000)
+    assert {p.kept for p in plan} == {str(tree / kept)}
 
 
 def test_prefer_and_first_root_and_ties_are_deterministic(tmp_path: Path) -> None:

@@ -10,13 +10,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dupfinder.actions.apply import apply
-from dupfinder.actions.plan import ACTIONS, KEEP_POLICIES, plan
-from dupfinder.actions.undo import undo
-from dupfinder.db.engine import Database
-from dupfinder.db.queries import iter_groups
-from dupfinder.paths import to_db
-from tests.helpers import HOST, blob, scan, tree_checksums, write
+from dupfinder import Action, Catalogue, KeepPolicy
+from tests.helpers import blob, tree_checksums, write
+
+ACTIONS = list(Action)
+KEEP_POLICIES = list(KeepPolicy)
 
 CONTENTS = [b"a", b"bb", b"cc", blob(7, 70_000), blob(8, 70_000), blob(9, 3000)]
 FOLDERS = ["x", "x/y", "z", "z/deep/er"]
@@ -47,50 +45,46 @@ class Tree:
         return {data for _, data in tree_checksums(self.root).values()}
 
 
-def dedupe(db: Database, t: Tree, action: str, keep: str, do_apply: bool = True):
-    with db.session() as s:
-        planned = plan(iter_groups(s, HOST, [to_db(str(t.root))]), action, keep,
-                       roots=[str(t.root)])
-    if not do_apply:
-        return planned, None
-    to = str(t.base / "moved") if action == "move" else None
-    return planned, apply(db, HOST, planned, {"action": action}, to)
+def dedupe(cat: Catalogue, t: Tree, action: str, keep: str, do_apply: bool = True):
+    to = t.base / "moved" if action == "move" else None
+    plan = cat.plan_dedupe(action, t.root, keep=keep, to=to)
+    return plan, cat.apply(plan) if do_apply else None
 
 
 @SETTINGS
 @given(spec=trees, action=st.sampled_from(ACTIONS), keep=st.sampled_from(KEEP_POLICIES))
-def test_every_content_survives_any_dedupe(db: Database, spec, action: str, keep: str) -> None:
+def test_every_content_survives_any_dedupe(cat: Catalogue, spec, action: str, keep: str) -> None:
     with Tree(spec) as t:
-        scan(db, t.root)
+        cat.scan([t.root])
         before = t.contents()
-        planned, outcome = dedupe(db, t, action, keep)
+        planned, outcome = dedupe(cat, t, action, keep)
         assert t.contents() == before  # each distinct content still at one path at least
         assert outcome.done == len(planned) and not outcome.failed
 
 
 @SETTINGS
 @given(spec=trees, action=st.sampled_from(ACTIONS), keep=st.sampled_from(KEEP_POLICIES))
-def test_a_dry_run_changes_nothing(db: Database, spec, action: str, keep: str) -> None:
+def test_a_dry_run_changes_nothing(cat: Catalogue, spec, action: str, keep: str) -> None:
     with Tree(spec) as t:
-        scan(db, t.root)
+        cat.scan([t.root])
         before = tree_checksums(t.root)
-        dedupe(db, t, action, keep, do_apply=False)
+        dedupe(cat, t, action, keep, do_apply=False)
         assert tree_checksums(t.root) == before
 
 
 @SETTINGS
 @given(spec=trees, action=st.sampled_from(ACTIONS), keep=st.sampled_from(KEEP_POLICIES),
        pick=st.integers(0, 11))
-def test_a_file_modified_after_the_scan_is_not_touched(db: Database, spec, action: str,
+def test_a_file_modified_after_the_scan_is_not_touched(cat: Catalogue, spec, action: str,
                                                        keep: str, pick: int) -> None:
     with Tree(spec) as t:
-        scan(db, t.root)
+        cat.scan([t.root])
         folder, _ = spec[pick % len(spec)]
         victim = t.root / folder / f"f{pick % len(spec)}"
         victim.write_bytes(b"changed after the scan")
         later = victim.stat().st_mtime_ns + 5_000_000_000
         os.utime(victim, ns=(later, later))
-        dedupe(db, t, action, keep)
+        dedupe(cat, t, action, keep)
         assert victim.read_bytes() == b"changed after the scan"
         assert not victim.is_symlink() and victim.stat().st_nlink == 1
 
@@ -98,12 +92,12 @@ def test_a_file_modified_after_the_scan_is_not_touched(db: Database, spec, actio
 @SETTINGS
 @given(spec=trees, action=st.sampled_from(["trash", "move", "hardlink", "symlink"]),
        keep=st.sampled_from(KEEP_POLICIES))
-def test_undo_restores_the_original_tree(db: Database, spec, action: str, keep: str) -> None:
+def test_undo_restores_the_original_tree(cat: Catalogue, spec, action: str, keep: str) -> None:
     with Tree(spec) as t:
-        scan(db, t.root)
+        cat.scan([t.root])
         before = tree_checksums(t.root)
-        _, outcome = dedupe(db, t, action, keep)
-        result = undo(db, HOST, outcome.run_id)
+        _, outcome = dedupe(cat, t, action, keep)
+        result = cat.undo(outcome.id)
         assert result.not_restored == []
         assert tree_checksums(t.root) == before
         paths = list(before)

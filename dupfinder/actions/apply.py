@@ -1,65 +1,61 @@
 """Verify, then act: delete, trash, hardlink, symlink or move one duplicate at a time.
 
-Each entry is journaled as ``planned`` before anything is touched and moved to ``done``,
-``skipped`` (with the reason) or ``failed`` right after, so an interrupted run can be read
-back and finished. Nothing is touched unless its content still equals the copy that stays.
+The rules that keep data safe are checked here, where no caller can skip them: the plan is
+this host's; a move target lies outside the scanned folders; one run at a time per host
+(:func:`dupfinder.db.locks.action_lock`); every entry is journaled as ``planned`` before
+anything is touched; right before each action the duplicate and the copy that stays are
+re-read and compared byte for byte and shown to be two files. A run that fails is recorded
+``failed`` (``interrupted`` on Ctrl-C or SIGTERM), never ``complete``, and the error that
+ended it is the one raised.
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import shutil
 import stat
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import send2trash
 
-from dupfinder.actions.plan import Planned
+from dupfinder.actions import recover
+from dupfinder.actions.files import (
+    Skip,
+    move_file,
+    move_target,
+    prove_distinct,
+    replace_with_link,
+    same_content,
+)
+from dupfinder.actions.plan import Plan, Planned, check_move_target
+from dupfinder.actions.trash import find_in_trash
 from dupfinder.db import journal
-from dupfinder.db.catalogue import signed64
 from dupfinder.db.engine import Database
-from dupfinder.paths import for_message, to_db
-from dupfinder.scan.hashing import open_readonly
-
-CHUNK = 1 << 20
-
-
-class Skip(Exception):
-    """This duplicate is left alone, for the reason given."""
+from dupfinder.db.locks import action_lock
+from dupfinder.errors import SafetyError
+from dupfinder.paths import for_message
+from dupfinder.states import Action, EntryState, RunStatus
 
 
 @dataclass
-class Outcome:
-    """What a run did."""
+class Run:
+    """What an applied run did."""
 
-    run_id: int
+    id: int
     done: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     reclaimed: int = 0
 
-
-def same_content(a: str, b: str) -> bool:
-    """Byte-for-byte comparison of two files, chunk by chunk, with two reused buffers."""
-    buf_a, buf_b = bytearray(CHUNK), bytearray(CHUNK)
-    fa, fb = open_readonly(a), open_readonly(b)
-    try:
-        while True:
-            na, nb = os.readv(fa, [buf_a]), os.readv(fb, [buf_b])
-            if na != nb or buf_a[:na] != buf_b[:nb]:
-                return False
-            if na == 0:
-                return True
-    finally:
-        os.close(fa)
-        os.close(fb)
+    def skipped_by_reason(self) -> Counter[str]:
+        """How many files were skipped for each reason."""
+        return Counter(why for _, why in self.skipped)
 
 
 def verify(p: Planned) -> os.stat_result:
     """Check the duplicate and its keeper are still what the catalogue says and equal;
-    returns the keeper's stat. Raises :class:`Skip` otherwise."""
+    returns the duplicate's stat. Raises :class:`Skip` otherwise."""
     try:
         st = os.lstat(p.path)
         kst = os.lstat(p.kept)
@@ -74,143 +70,109 @@ def verify(p: Planned) -> os.stat_result:
         raise Skip("the copy that stays changed since the scan")
     if (st.st_dev, st.st_ino) == (kst.st_dev, kst.st_ino):
         raise Skip("already the same file as the copy that stays")
+    if p.action == Action.HARDLINK and (
+            (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+            != (kst.st_uid, kst.st_gid, stat.S_IMODE(kst.st_mode))):
+        raise Skip("owner or permissions differ from the copy that stays (a hard link "
+                   "would give it the keeper's)")
     if not same_content(p.path, p.kept):
         raise Skip("content differs from the copy that stays")
-    return kst
+    return st
 
 
-def _temp_beside(path: str) -> str:
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}.dupfinder-{os.getpid()}")
-
-
-def _replace_with_link(p: Planned, make: Callable[[str, str], None], target: str) -> None:
-    """Create the link under a temporary name in the same folder, then rename it over the
-    duplicate: the duplicate's path always holds either the file or the link."""
-    tmp = _temp_beside(p.path)
-    try:
-        make(target, tmp)
-    except OSError as exc:
-        if exc.errno == errno.EXDEV:
-            raise Skip("cross-device: a hard link cannot span file systems") from exc
-        raise
-    try:
-        os.replace(tmp, p.path)
-    except OSError:
-        os.unlink(tmp)
-        raise
-
-
-def move_target(to_dir: str, path: str) -> str:
-    """Where ``move`` puts a file: its absolute path recreated below ``to_dir``."""
-    return os.path.join(to_dir, path.lstrip("/"))
-
-
-def _move(src: str, dst: str) -> None:
-    if os.path.lexists(dst):
-        raise Skip(f"the move target exists already: {for_message(dst)}")
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    try:
-        os.rename(src, dst)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        shutil.copy2(src, dst)  # across file systems: copy, check, then remove
-        with open(dst, "rb") as f:
-            os.fsync(f.fileno())
-        if not same_content(src, dst):
-            os.unlink(dst)
-            raise Skip("the copy to the other file system did not verify") from exc
-        os.unlink(src)
-
-
-def act(p: Planned, to_dir: str | None) -> str | None:
-    """Make one action; returns where a moved file went."""
-    if p.action == "delete":
+def act(p: Planned, to_dir: str | None, tag: int) -> str | None:
+    """Make one action; returns where a moved or trashed file went."""
+    if p.action == Action.DELETE:
         os.unlink(p.path)
-    elif p.action == "trash":
+    elif p.action == Action.TRASH:
         send2trash.send2trash(p.path)
-    elif p.action == "hardlink":
-        _replace_with_link(p, os.link, p.kept)
-    elif p.action == "symlink":
-        _replace_with_link(p, os.symlink, os.path.abspath(p.kept))
-    elif p.action == "move":
+        found = find_in_trash(p.path)
+        return str(found[0].stored) if found else None
+    elif p.action == Action.HARDLINK:
+        replace_with_link(p.path, p.kept, symbolic=False, tag=tag)
+    elif p.action == Action.SYMLINK:
+        replace_with_link(p.path, os.path.abspath(p.kept), symbolic=True, tag=tag)
+    elif p.action == Action.MOVE:
         assert to_dir is not None
-        dst = move_target(to_dir, p.path)
-        _move(p.path, dst)
-        return dst
+        return move_file(p.path, to_dir, tag)
     else:
         raise ValueError(f"unknown action {p.action!r}")
     return None
 
 
-def apply(db: Database, host: str, planned: Sequence[Planned], options: dict[str, object],
-          to_dir: str | None = None, progress: Callable[[Planned, str], None] | None = None
-          ) -> Outcome:
+def apply(db: Database, host: str, plan: Plan,
+          progress: Callable[[Planned, EntryState], None] | None = None) -> Run:
     """Journal every planned action, then verify and make them one by one.
 
-    Raises KeyboardInterrupt after recording the run as interrupted."""
-    action = planned[0].action if planned else str(options.get("action"))
-    with db.session() as s:
-        run_id = journal.start_run(s, host, action, options)
-        journal.add_entries(s, run_id, [
-            {"seq": i, "action": p.action, "path": to_db(p.path), "kept_path": to_db(p.kept),
-             "size": p.size, "full_hash": p.full_hash, "mtime_ns": p.mtime_ns,
-             "mode": _mode(p.path)}
-            for i, p in enumerate(planned)
-        ])
-        s.commit()
-        ids = [e.id for e in journal.entries(s, run_id)]
-    outcome = Outcome(run_id)
-    status = "complete"
-    try:
-        for entry_id, p in zip(ids, planned, strict=True):
-            _one(db, host, entry_id, p, to_dir, outcome)
-            if progress:
-                progress(p, "done")
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
+    Raises :class:`SafetyError` for a plan that is not this host's or whose move target
+    lies inside the scanned folders, or while another run is going on; KeyboardInterrupt
+    after recording the run as interrupted."""
+    if plan.host != host:
+        raise SafetyError(f"the plan was made for host {plan.host}; only that host's own "
+                          f"files can be acted on (this is {host})")
+    target = check_move_target(plan.to, plan.roots) if plan.action == Action.MOVE else None
+    with action_lock(db, host):
+        recover.close_dead_runs(db, host)
+        linked = recover.symlink_targets(db, host)
         with db.session() as s:
-            journal.finish_run(s, run_id, status)
+            run_id = journal.start_run(s, host, plan.action, plan.options(), os.getpid())
+            ids = journal.add_entries(s, run_id, [_new_entry(p, target) for p in plan])
             s.commit()
-    return outcome
+        run = Run(run_id)
+        try:
+            for entry_id, p in zip(ids, plan, strict=True):
+                state = _one(db, host, entry_id, p, target, linked, run)
+                if progress:
+                    progress(p, state)
+        except BaseException as exc:
+            status = RunStatus.INTERRUPTED if isinstance(exc, KeyboardInterrupt) \
+                else RunStatus.FAILED
+            recover.close_run_quietly(db, run_id, status)
+            raise
+        with db.session() as s:
+            journal.finish_run(s, run_id, RunStatus.COMPLETE)
+            s.commit()
+    return run
 
 
-def _mode(path: str) -> int | None:
+def _new_entry(p: Planned, to_dir: str | None) -> journal.NewEntry:
     try:
-        return stat.S_IMODE(os.lstat(path).st_mode)
+        st = os.lstat(p.path)
+        mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
     except OSError:
-        return None
+        mode = uid = gid = None
+    stash = move_target(to_dir, p.path) if p.action == Action.MOVE and to_dir else None
+    return journal.NewEntry(p.action, p.path, p.kept, p.size, p.full_hash, p.mtime_ns,
+                            mode, uid, gid, stash)
 
 
 def _one(db: Database, host: str, entry_id: int, p: Planned, to_dir: str | None,
-         outcome: Outcome) -> None:
-    key = to_db(p.path)
+         linked: frozenset[str], run: Run) -> EntryState:
     with db.session() as s:
         try:
-            kst = verify(p)
-            stash = act(p, to_dir)
+            if p.path in linked:
+                raise Skip("symbolic links made by an earlier dedupe run point to it")
+            verify(p)
+            prove_distinct(p.path, p.kept, entry_id)
+            stash = act(p, to_dir, entry_id)
         except Skip as why:
-            journal.set_state(s, entry_id, "skipped", str(why))
-            outcome.skipped.append((p.path, str(why)))
+            journal.set_state(s, entry_id, EntryState.SKIPPED, str(why))
+            run.skipped.append((p.path, str(why)))
+            state = EntryState.SKIPPED
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
-            journal.set_state(s, entry_id, "failed", reason)
-            outcome.failed.append((p.path, reason))
+            journal.set_state(s, entry_id, EntryState.FAILED, reason)
+            run.failed.append((p.path, reason))
+            state = EntryState.FAILED
         else:
-            if p.action == "hardlink":
-                journal.relink_file(s, host, key, signed64(kst.st_dev), signed64(kst.st_ino),
-                                    kst.st_nlink + 1, kst.st_mtime_ns)
-            else:
-                journal.forget_file(s, host, key)
-            journal.set_state(s, entry_id, "done",
-                              stash_path=to_db(stash) if stash is not None else None)
-            outcome.done += 1
-            if p.action != "move":
-                outcome.reclaimed += p.size
+            recover.record_done(s, host, p.action, p.path, p.kept)
+            journal.set_state(s, entry_id, EntryState.DONE, stash=stash)
+            run.done += 1
+            if p.action != Action.MOVE:
+                run.reclaimed += p.size
+            state = EntryState.DONE
         s.commit()
+    return state
 
 
 def describe(p: Planned) -> str:

@@ -1,23 +1,28 @@
-"""Which copy of each group stays, and what happens to the others."""
+"""Which copy of each group stays, what happens to the others, and the rules a plan obeys.
+
+A plan only ever names this host's files (another host's files cannot be read, so they can
+neither be verified nor touched), and a ``move`` plan's target lies outside every folder it
+takes files from. :mod:`dupfinder.actions.apply` checks both again before acting.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from dupfinder.db.queries import Group, GroupFile
-from dupfinder.paths import is_under
-
-ACTIONS = ("delete", "trash", "hardlink", "symlink", "move")
-KEEP_POLICIES = ("oldest", "newest", "shortest-path", "longest-path", "first-root")
+from dupfinder.errors import SafetyError, UsageError
+from dupfinder.paths import absolute, for_message, is_under
+from dupfinder.states import Action, KeepPolicy
 
 
 @dataclass(frozen=True)
 class Planned:
     """One action on one duplicate, with the copy that stays."""
 
-    action: str
+    action: Action
     path: str
     kept: str
     size: int
@@ -28,6 +33,44 @@ class Planned:
     inode: int
 
 
+@dataclass
+class Plan:
+    """What a dedupe run will do: one :class:`Planned` per duplicate, and the options that
+    chose them (``roots`` are the folders the files were taken from)."""
+
+    host: str
+    action: Action
+    keep: KeepPolicy
+    prefer: list[str]
+    roots: list[str]
+    to: str | None
+    min_size: int
+    actions: list[Planned] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def __iter__(self) -> Iterator[Planned]:
+        return iter(self.actions)
+
+    @property
+    def reclaimable(self) -> int:
+        """Bytes freed if every action succeeds: each duplicate inode counts once (``move``
+        frees nothing on the whole, it only relocates)."""
+        seen: set[tuple[int, int]] = set()
+        total = 0
+        for p in self.actions:
+            if p.action != Action.MOVE and (p.device, p.inode) not in seen:
+                seen.add((p.device, p.inode))
+                total += p.size
+        return total
+
+    def options(self) -> dict[str, Any]:
+        """The plan's options as the journal records them."""
+        return {"action": str(self.action), "keep": str(self.keep), "prefer": self.prefer,
+                "roots": self.roots, "to": self.to, "min_size": self.min_size}
+
+
 def _rank(path: str, folders: Sequence[str]) -> int:
     for i, folder in enumerate(folders):
         if is_under(path, folder):
@@ -35,48 +78,61 @@ def _rank(path: str, folders: Sequence[str]) -> int:
     return len(folders)
 
 
-def keeper(files: Sequence[GroupFile], keep: str, prefer: Sequence[str] = (),
-           roots: Sequence[str] = ()) -> GroupFile:
-    """The copy that stays: under the first ``--prefer`` folder if any, then by policy, then
-    by path (byte order), so the choice never depends on the order rows arrive in."""
-    def policy(f: GroupFile) -> tuple[int, ...]:
-        if keep == "oldest":
+def keeper(files: Sequence[GroupFile], keep: KeepPolicy, prefer: Sequence[str] = (),
+           roots: Sequence[str] = (), linked: frozenset[str] = frozenset()) -> GroupFile:
+    """The copy that stays: a file that symbolic links made by dedupe point to first (so
+    they never dangle), then one under the first ``prefer`` folder, then by policy, then by
+    path (byte order), so the choice never depends on the order rows arrive in."""
+    policy = KeepPolicy(keep)
+
+    def by_policy(f: GroupFile) -> tuple[int, ...]:
+        if policy == KeepPolicy.OLDEST:
             return (f.mtime_ns,)
-        if keep == "newest":
+        if policy == KeepPolicy.NEWEST:
             return (-f.mtime_ns,)
-        if keep == "shortest-path":
+        if policy == KeepPolicy.SHORTEST_PATH:
             return (len(f.path),)
-        if keep == "longest-path":
+        if policy == KeepPolicy.LONGEST_PATH:
             return (-len(f.path),)
-        if keep == "first-root":
-            return (_rank(f.path, roots),)
-        raise ValueError(f"unknown keep policy {keep!r}")
+        return (_rank(f.path, roots),)
 
-    return min(files, key=lambda f: (_rank(f.path, prefer), *policy(f), os.fsencode(f.path)))
+    return min(files, key=lambda f: (f.path not in linked, _rank(f.path, prefer),
+                                     *by_policy(f), os.fsencode(f.path)))
 
 
-def plan(groups: Iterable[Group], action: str, keep: str = "oldest",
-         prefer: Sequence[str] = (), roots: Sequence[str] = ()) -> list[Planned]:
+def plan_groups(groups: Iterable[Group], action: Action, keep: KeepPolicy = KeepPolicy.OLDEST,
+                prefer: Sequence[str] = (), roots: Sequence[str] = (),
+                linked: frozenset[str] = frozenset()) -> list[Planned]:
     """Actions for every duplicate of every group; the keeper and its hard links are left
     alone (they are one file already)."""
     planned: list[Planned] = []
     for group in groups:
-        kept = keeper(group.files, keep, prefer, roots)
+        kept = keeper(group.files, keep, prefer, roots, linked)
         for f in sorted(group.files, key=lambda f: os.fsencode(f.path)):
             if (f.device, f.inode) == (kept.device, kept.inode):
                 continue
-            planned.append(Planned(action, f.path, kept.path, group.size, group.hash,
+            planned.append(Planned(Action(action), f.path, kept.path, group.size, group.hash,
                                    f.mtime_ns, kept.mtime_ns, f.device, f.inode))
     return planned
 
 
-def reclaimable(planned: Iterable[Planned]) -> int:
-    """Bytes freed if every action succeeds: each duplicate inode counts once (``move``
-    frees nothing on the whole, it only relocates)."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for p in planned:
-        if p.action != "move" and (p.device, p.inode) not in seen:
-            seen.add((p.device, p.inode))
-            total += p.size
-    return total
+def check_move_target(to: str | None, roots: Sequence[str]) -> str:
+    """The folder ``move`` puts files in, made absolute; it must exist as a folder or not at
+    all, have no symbolic link in its path (a link there could redirect files into the
+    scanned tree), and lie outside every folder in ``roots``."""
+    if to is None:
+        raise UsageError("--action move needs --to DIR")
+    target = absolute(to)
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise UsageError(f"--to {for_message(to)} is a file, not a folder")
+    probe = target
+    while probe != "/":
+        if os.path.islink(probe):
+            raise SafetyError(f"--to {for_message(to)}: {for_message(probe)} is a symbolic "
+                              "link; give a path without links")
+        probe = os.path.dirname(probe)
+    for r in roots:
+        if is_under(target, r) or is_under(os.path.realpath(target), r):
+            raise SafetyError(f"--to {for_message(to)} lies inside the scanned folder "
+                              f"{for_message(r)}; choose a folder outside it")
+    return target

@@ -1,25 +1,28 @@
 """Reverse a dedupe run: bring trashed and moved files back, turn links into copies again.
 
 Never overwrites anything at the original path that dupfinder did not put there; deleted
-files cannot come back and are reported as such.
+files cannot come back and are reported as such. A run that died is reconciled first, so
+files whose entry was still ``planned`` come back too. Only the run's own host may undo it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Iterator
-from configparser import ConfigParser
 from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import unquote
 
-from dupfinder.actions.apply import same_content
+from dupfinder.actions import recover
+from dupfinder.actions.files import same_content
+from dupfinder.actions.trash import find_in_trash, info_for
 from dupfinder.db import journal
-from dupfinder.db.catalogue import signed64
+from dupfinder.db.bulk import signed64
 from dupfinder.db.engine import Database
-from dupfinder.db.models import ActionEntry
-from dupfinder.paths import from_db
+from dupfinder.db.journal import EntryRecord
+from dupfinder.db.locks import action_lock
+from dupfinder.errors import SafetyError, UsageError
+from dupfinder.paths import for_message
+from dupfinder.states import Action, EntryState, RunStatus
 
 
 class CannotUndo(Exception):
@@ -27,66 +30,30 @@ class CannotUndo(Exception):
 
 
 @dataclass
-class UndoOutcome:
+class UndoResult:
     """What an undo restored and what it could not."""
 
     run_id: int
     restored: list[str] = field(default_factory=list)
     not_restored: list[tuple[str, str]] = field(default_factory=list)
+    restored_bytes: int = 0
+    already_undone: bool = False
 
 
-def _home_trash() -> str:
-    """The home trash send2trash uses (it reads $XDG_DATA_HOME once, when imported)."""
-    try:
-        from send2trash.plat_other import HOMETRASH
-
-        return str(HOMETRASH)
-    except ImportError:  # not a freedesktop platform
-        data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-        return os.path.join(data, "Trash")
+def _restore_owner(entry: EntryRecord, path: str) -> None:
+    """Give a re-created file its old mode and owner (the owner only where permitted)."""
+    if entry.uid is not None and entry.gid is not None:
+        with contextlib.suppress(PermissionError):
+            os.chown(path, entry.uid, entry.gid, follow_symlinks=False)
+    if entry.mode is not None:
+        os.chmod(path, entry.mode)
 
 
-def _trash_dirs(path: str) -> Iterator[tuple[Path, Path]]:
-    """(trash folder, folder its relative paths start from) for each freedesktop trash a
-    file at ``path`` may have gone to: the home trash, then its volume's."""
-    yield Path(_home_trash()), Path("/")
-    top = Path(path).parent
-    dev = top.stat().st_dev if top.exists() else None
-    while dev is not None and top.parent != top and top.parent.stat().st_dev == dev:
-        top = top.parent
-    uid = os.getuid()
-    yield top / ".Trash" / str(uid), top
-    yield top / f".Trash-{uid}", top
-
-
-def _from_trash(path: str) -> None:
-    best: tuple[str, Path, Path] | None = None
-    for trash, top in _trash_dirs(path):
-        info_dir = trash / "info"
-        if not info_dir.is_dir():
-            continue
-        for info in info_dir.glob("*.trashinfo"):
-            parser = ConfigParser(interpolation=None)
-            try:
-                parser.read(info, encoding="utf-8")
-                original = unquote(parser["Trash Info"]["Path"], errors="surrogateescape")
-                when = parser["Trash Info"].get("DeletionDate", "")
-            except (KeyError, OSError, UnicodeError, ValueError):
-                continue
-            if not original.startswith("/"):
-                original = str(top / original)  # a volume trash stores relative paths
-            if original == path and (best is None or when > best[0]):
-                best = (when, info, trash / "files" / info.name[: -len(".trashinfo")])
-    if best is None:
-        raise CannotUndo("not found in the trash (emptied?)")
-    _, info, stored = best
-    os.rename(stored, path)
-    info.unlink()
-
-
-def _copy_back(entry: ActionEntry, path: str, kept: str) -> None:
-    """Replace the link at ``path`` by a copy of the keeper, with the old mode and mtime."""
-    if entry.action == "symlink":
+def _copy_back(entry: EntryRecord) -> None:
+    """Replace the link at ``path`` by a copy of the keeper, with the old mode, owner and
+    mtime."""
+    path, kept = entry.path, entry.kept
+    if entry.action == Action.SYMLINK:
         if not os.path.islink(path) or os.readlink(path) != os.path.abspath(kept):
             raise CannotUndo("the path no longer holds the link dupfinder made")
     else:
@@ -96,10 +63,9 @@ def _copy_back(entry: ActionEntry, path: str, kept: str) -> None:
     if not os.path.isfile(kept) or os.path.getsize(kept) != entry.size:
         raise CannotUndo("the copy that stayed is gone or changed; nothing to copy back")
     folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.dupfinder-undo-{os.getpid()}")
+    tmp = os.path.join(folder, f".{name}.dupfinder-undo-{entry.id}")
     shutil.copyfile(kept, tmp)
-    if entry.mode is not None:
-        os.chmod(tmp, entry.mode)
+    _restore_owner(entry, tmp)
     if entry.mtime_ns is not None:
         os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
     if not same_content(tmp, kept):
@@ -108,52 +74,92 @@ def _copy_back(entry: ActionEntry, path: str, kept: str) -> None:
     os.replace(tmp, path)
 
 
-def undo_entry(entry: ActionEntry) -> None:
+def _from_trash(entry: EntryRecord) -> None:
+    """Bring back the very file this entry trashed (its place in the trash is journaled);
+    an entry of an older dupfinder without it takes the newest trashed copy of its path
+    whose content equals the copy that stayed."""
+    stored = entry.stash
+    if stored is None:
+        for t in find_in_trash(entry.path):
+            if os.path.exists(entry.kept) and same_content(str(t.stored), entry.kept):
+                stored = str(t.stored)
+                break
+    if stored is None or not os.path.lexists(stored):
+        raise CannotUndo("not found in the trash (emptied?)")
+    os.rename(stored, entry.path)
+    info_for(stored).unlink(missing_ok=True)
+
+
+def undo_entry(entry: EntryRecord) -> None:
     """Reverse one done action, or raise :class:`CannotUndo`."""
-    path, kept = from_db(entry.path), from_db(entry.kept_path)
-    if entry.action == "delete":
+    path = entry.path
+    if entry.action == Action.DELETE:
         raise CannotUndo("deleted files cannot be restored")
-    if entry.action in ("hardlink", "symlink"):
-        _copy_back(entry, path, kept)
+    if entry.action in (Action.HARDLINK, Action.SYMLINK):
+        _copy_back(entry)
         return
     if os.path.lexists(path):
         raise CannotUndo("something else is at the original path now")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    if entry.action == "trash":
-        _from_trash(path)
-    elif entry.action == "move":
-        if entry.stash_path is None or not os.path.lexists(from_db(entry.stash_path)):
+    if entry.action == Action.TRASH:
+        _from_trash(entry)
+    elif entry.action == Action.MOVE:
+        if entry.stash is None or not os.path.lexists(entry.stash):
             raise CannotUndo("the moved file is no longer where it was moved to")
-        shutil.move(from_db(entry.stash_path), path)
+        shutil.move(entry.stash, path)
+        _restore_owner(entry, path)
     else:
         raise CannotUndo(f"unknown action {entry.action}")
 
 
-def undo(db: Database, host: str, run_id: int) -> UndoOutcome:
-    """Reverse a run's done actions, newest first; the catalogue gets the files back."""
-    outcome = UndoOutcome(run_id)
-    with db.session() as s:
-        done = journal.entries(s, run_id, states=["done"], newest_first=True)
-        s.expunge_all()
-    for entry in done:
-        path = from_db(entry.path)
+def undo(db: Database, host: str, run_id: int | None = None) -> UndoResult:
+    """Reverse a run's done actions, newest first (default: the host's latest run that
+    acted); the catalogue gets the files back."""
+    with action_lock(db, host):
+        recover.close_dead_runs(db, host)
         with db.session() as s:
-            try:
-                undo_entry(entry)
-            except (CannotUndo, OSError) as exc:
-                reason = str(exc) if isinstance(exc, CannotUndo) else (exc.strerror or str(exc))
-                journal.set_state(s, entry.id, "undo_failed", reason)
-                outcome.not_restored.append((path, reason))
-            else:
-                st = os.lstat(path)
-                journal.restore_file(s, host, entry.path, os.path.basename(entry.path),
-                                     st.st_size, st.st_mtime_ns, signed64(st.st_dev),
-                                     signed64(st.st_ino), st.st_nlink)
-                journal.set_state(s, entry.id, "undone")
-                outcome.restored.append(path)
+            run = journal.get_run(s, run_id) if run_id is not None \
+                else journal.latest_run(s, host)
+        if run is None:
+            raise UsageError(f"no dedupe run {run_id}" if run_id is not None
+                             else f"no dedupe run of host {host} to undo")
+        if run.host != host:
+            raise SafetyError(f"run {run.id} belongs to host {run.host}; only its own host "
+                              "can undo it")
+        result = UndoResult(run.id)
+        if run.status == RunStatus.UNDONE:
+            result.already_undone = True
+            return result
+        recover.reconcile(db, host, run)
+        with db.session() as s:
+            done = journal.entries(s, run.id, states=[EntryState.DONE], newest_first=True)
+        for entry in done:
+            _undo_one(db, host, entry, result)
+        with db.session() as s:
+            journal.set_run_status(s, run.id, RunStatus.UNDONE if not result.not_restored
+                                   else RunStatus.PARTLY_UNDONE)
             s.commit()
+    return result
+
+
+def _undo_one(db: Database, host: str, entry: EntryRecord, result: UndoResult) -> None:
     with db.session() as s:
-        journal.set_run_status(s, run_id, "undone" if not outcome.not_restored
-                               else "partly undone")
+        try:
+            undo_entry(entry)
+        except (CannotUndo, OSError) as exc:
+            reason = str(exc) if isinstance(exc, CannotUndo) else (exc.strerror or str(exc))
+            journal.set_state(s, entry.id, EntryState.UNDO_FAILED, reason)
+            result.not_restored.append((entry.path, reason))
+        else:
+            st = os.lstat(entry.path)
+            journal.restore_file(s, host, entry.path, st.st_size, st.st_mtime_ns,
+                                 signed64(st.st_dev), signed64(st.st_ino), st.st_nlink)
+            journal.set_state(s, entry.id, EntryState.UNDONE)
+            result.restored.append(entry.path)
+            result.restored_bytes += entry.size
         s.commit()
-    return outcome
+
+
+def describe_failure(path: str, why: str) -> str:
+    """One line for a file that could not be restored."""
+    return f"not restored {for_message(path)}: {why}"

@@ -1,3 +1,1 @@
-"""Subcommands of the ``dupfinder`` group, one module per area; importing registers them."""
-
-from dupfinder.commands import dedupe, query, scan  # noqa: F401
+"""The subcommands, one module per area; :mod:`dupfinder.cli` adds them to the group."""

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 import click
 
-from dupfinder.cli import Context, cli, common_options, handle_errors, pass_ctx
-from dupfinder.db.queries import SORTS, iter_groups, stats
+from dupfinder.commands.base import Context, common_options, handle_errors, pass_ctx
 from dupfinder.errors import UsageError
 from dupfinder.output import formats
-from dupfinder.paths import absolute, db_roots, display
+from dupfinder.paths import absolute, display, for_message
+from dupfinder.states import GroupSort
 from dupfinder.units import human_size, parse_size
 
 
@@ -28,11 +28,11 @@ def _filters(f):  # type: ignore[no-untyped-def]
     return click.argument("paths", nargs=-1)(f)
 
 
-@cli.command("dupes")
+@click.command("dupes")
 @_filters
 @click.option("-f", "--format", "fmt", type=click.Choice(formats.FORMATS), default="text",
               show_default=True, help="Output format.")
-@click.option("--sort", type=click.Choice(SORTS), default="wasted", show_default=True,
+@click.option("--sort", type=click.Choice([s.value for s in GroupSort]), default="wasted", show_default=True,
               help="Order of the groups.")
 @common_options
 @pass_ctx
@@ -42,8 +42,8 @@ def dupes_cmd(ctx: Context, paths: tuple[str, ...], host: str | None, min_size: 
     """List duplicate groups from the catalogue, optionally only under given paths."""
     minimum = parse_size(min_size, "--min-size")
     roots = _roots(paths)
-    with ctx.opened() as db, db.session() as s:
-        groups = iter_groups(s, host, db_roots(roots), minimum, sort)
+    with ctx.opened() as cat:
+        groups = cat.groups(roots, host=host, min_size=minimum, sort=sort)
         if fmt == "fdupes":
             out = sys.stdout.buffer
             formats.write_fdupes(groups, out)
@@ -67,7 +67,7 @@ def dupes_cmd(ctx: Context, paths: tuple[str, ...], host: str | None, min_size: 
         ctx.info(f"{n} groups, {human_size(wasted)} wasted")
 
 
-@cli.command("stats")
+@click.command("stats")
 @_filters
 @click.option("--top", type=click.IntRange(1, 1000), default=10, show_default=True,
               help="How many extensions, folders and scans to list.")
@@ -79,28 +79,26 @@ def stats_cmd(ctx: Context, paths: tuple[str, ...], host: str | None, min_size: 
     """Totals, top extensions and folders by wasted bytes, and the latest scans."""
     minimum = parse_size(min_size, "--min-size")
     roots = _roots(paths)
-    with ctx.opened() as db, db.session() as s:
-        st = stats(s, host, db_roots(roots), minimum, top)
-        scans = [(sc.id, sc.host, sc.status, sc.started_at, sc.files_seen, sc.roots)
-                 for sc in st.scans]
+    with ctx.opened() as cat:
+        st = cat.stats(roots, host=host, min_size=minimum, top=top)
     echo = click.echo
     echo(f"files:            {st.files} ({human_size(st.bytes)}) on {st.hosts} host(s)")
     echo(f"duplicate groups: {st.groups} ({st.files_in_groups} files)")
     echo(f"wasted:           {human_size(st.wasted)} ({st.wasted} bytes)")
     echo("\ntop extensions by wasted bytes:")
-    for e, b, n in st.top_extensions:
-        echo(f"  {human_size(b):>10}  {n:>7} files  {e}")
+    for e in st.top_extensions:
+        echo(f"  {human_size(e.wasted):>10}  {e.files:>7} files  {display(e.name)}")
     echo("\ntop folders by wasted bytes:")
-    for d, b, n in st.top_folders:
-        echo(f"  {human_size(b):>10}  {n:>7} files  {display(d)}")
+    for d in st.top_folders:
+        echo(f"  {human_size(d.wasted):>10}  {d.files:>7} files  {display(d.name)}")
     echo("\nlatest scans:")
-    for sid, shost, status, started, seen, sroots in scans:
-        when = started.strftime("%Y-%m-%d %H:%M") if started else "?"
-        echo(f"  #{sid:<5} {when}  {shost:<16} {status:<11} {seen:>8} files  "
-             f"{', '.join(display(r) for r in sroots)}")
+    for sc in st.scans:
+        when = sc.started_at.strftime("%Y-%m-%d %H:%M") if sc.started_at else "?"
+        echo(f"  #{sc.id:<5} {when}  {sc.host:<16} {sc.status:<11} {sc.files_seen:>8} files  "
+             f"{', '.join(display(r) for r in sc.roots or [])}")
 
 
-@cli.command("report")
+@click.command("report")
 @_filters
 @click.option("-o", "--output", "output", required=True, metavar="FILE",
               help="Where to write the HTML report.")
@@ -110,12 +108,11 @@ def stats_cmd(ctx: Context, paths: tuple[str, ...], host: str | None, min_size: 
 def report_cmd(ctx: Context, paths: tuple[str, ...], host: str | None, min_size: str,
                output: str) -> None:
     """Write a self-contained HTML report of the duplicates, optionally under paths."""
-    from dupfinder.output.report import write_report
-
     minimum = parse_size(min_size, "--min-size")
     if os.path.isdir(output):
-        raise UsageError(f"report: {output} is a folder; give a file name such as report.html")
-    with ctx.opened() as db:
-        info = write_report(db, output, roots=_roots(paths), host=host, min_size=minimum)
+        raise UsageError(f"report: {for_message(output)} is a folder; give a file name such "
+                         "as report.html")
+    with ctx.opened() as cat:
+        info = cat.report(output, _roots(paths), host=host, min_size=minimum)
     ctx.info(f"wrote {info.path}: {info.groups} duplicate groups, {info.files} files, "
              f"{human_size(info.bytes)}")

@@ -2,36 +2,24 @@
 
 from __future__ import annotations
 
-import signal
-from typing import Any
-
 import click
 
-from dupfinder.cli import Context, cli, common_options, handle_errors, pass_ctx
+from dupfinder.catalogue import Catalogue
+from dupfinder.commands.base import Context, common_options, handle_errors, pass_ctx
 from dupfinder.errors import UsageError
 from dupfinder.paths import for_message
 from dupfinder.scan.hashing import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_PREFIX_SIZE
-from dupfinder.scan.pipeline import (
-    ScanOptions,
-    ScanSummary,
-    check_options,
-    resolve_roots,
-    run_scan,
-)
-from dupfinder.scan.walk import WalkOptions
+from dupfinder.scan.pipeline import ScanSummary
 from dupfinder.units import human_size, parse_size
 
 
-def _raise_interrupt(_signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-@cli.command("scan")
+@click.command("scan")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("-a", "--algorithm", default=DEFAULT_ALGORITHM, show_default=True,
               type=click.Choice(list(ALGORITHMS)), help="Hash algorithm.")
 @click.option("-p", "--processes", type=int, default=None,
-              help="Hashing processes (default: CPU count; 1 = no pool).")
+              help="Hashing processes (default: CPU count; 1 = no pool; at most 4 per CPU, "
+                   "and never more than 64).")
 @click.option("-b", "--batch-size", type=int, default=1000, show_default=True,
               help="Files per database batch.")
 @click.option("-c", "--chunk-size", default="1MiB", show_default=True,
@@ -66,35 +54,24 @@ def scan_cmd(ctx: Context, paths: tuple[str, ...], algorithm: str, processes: in
     """Scan folders or files into the catalogue and find the duplicates among them."""
     if include_empty and min_size is not None and parse_size(min_size, "--min-size") > 0:
         raise UsageError("--include-empty conflicts with --min-size above 0")
-    walk_opts = WalkOptions(
+    # bad input fails before anything is opened or written
+    options = Catalogue.scan_options(
         follow_links=follow_links, one_file_system=one_file_system, max_depth=max_depth,
-        min_size=0 if include_empty else parse_size(min_size or 1, "--min-size"),
-        max_size=parse_size(max_size, "--max-size") if max_size is not None else None,
-        include=include, exclude=exclude, hidden=hidden,
+        min_size=0 if include_empty else (min_size or 1), max_size=max_size,
+        include=include, exclude=exclude, hidden=hidden, algorithm=algorithm,
+        batch_size=batch_size, chunk_size=chunk_size, prefix_size=prefix_size,
+        start_method=start_method, processes=processes,
     )
-    options = ScanOptions(walk=walk_opts, algorithm=algorithm, batch_size=batch_size,
-                          chunk_size=parse_size(chunk_size, "--chunk-size"),
-                          prefix_size=parse_size(prefix_size, "--prefix-size"),
-                          start_method=start_method, progress=not ctx.quiet)
-    if processes is not None:
-        options.processes = processes
-    check_options(options)  # bad input fails before anything is opened or written
-    resolve_roots(list(paths))
-    settings = ctx.settings()
-    db = ctx.database()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        summary = run_scan(db, list(paths), settings.host_label, options,
-                           log=(lambda line: ctx.warn(for_message(line))) if ctx.verbose else None)
+    Catalogue.check_roots(paths)
+    with ctx.opened() as cat:
+        summary = cat.scan(paths, options, progress=not ctx.quiet,
+                           log=(lambda line: ctx.warn(for_message(line))) if ctx.verbose
+                           else None)
         if report_path:
-            from dupfinder.output.report import write_report
-
-            write_report(db, report_path, roots=summary.roots)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        db.dispose()
+            cat.report(report_path, summary.roots)
+        where = cat.url
     if not ctx.quiet:
-        for line in summary_lines(summary, db.display_url):
+        for line in summary_lines(summary, where):
             click.echo(line)
 
 

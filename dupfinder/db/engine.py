@@ -6,7 +6,11 @@ No engine or connection crosses a process boundary: worker processes build their
 
 from __future__ import annotations
 
+import os
+import re
+import sqlite3
 import sys
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +23,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dupfinder.config import Settings, backend_of, mask_url
 from dupfinder.db.schema import ensure_schema
-from dupfinder.errors import DatabaseError, one_line, register_secret
+from dupfinder.errors import (
+    ConfigError,
+    DatabaseError,
+    DatabaseUnreachable,
+    one_line,
+    register_secret,
+)
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
@@ -66,9 +76,58 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _sqlite_read_only_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA query_only=ON")  # a write fails at once as "readonly database"
+    cur.close()
+
+
+def _read_only_error(path: Path) -> Callable[[Any], None]:
+    """A ``handle_error`` hook: a write to a read-only catalogue becomes one line naming the
+    file, instead of a "database error during the scan ... run it again" that cannot help."""
+
+    def hook(context: Any) -> None:
+        if "readonly database" in str(context.original_exception):
+            raise DatabaseError(
+                f"SQLite database {path} is read-only for this user: reading commands "
+                "(dupes, stats, report) work, this command needs to write"
+            ) from context.original_exception
+
+    return hook
+
+
+def sqlite_read_only_uri(path: Path) -> str | None:
+    """A ``file:`` URI opening an existing SQLite catalogue read-only, or None if we can write.
+
+    Writing needs the file and, for the ``-wal``/``-shm``/``-journal`` files, its folder (unless
+    those already exist and are writable). Without write access a normal open fails with
+    "unable to open database file" even for reading, because a WAL database wants its ``-shm``
+    file. ``mode=ro`` avoids writes; when the folder is read-only and there is no ``-wal``
+    file (so no un-checkpointed changes to miss), ``immutable=1`` tells SQLite not to need
+    ``-shm`` or locks at all: nobody without write access to that folder can change the file.
+    """
+    if not path.is_file():
+        return None
+    folder_writable = os.access(path.parent, os.W_OK)
+    sidecars = [Path(f"{path}{suffix}") for suffix in ("-wal", "-shm")]
+    if os.access(path, os.W_OK) and (
+        folder_writable or all(os.access(p, os.W_OK) for p in sidecars)
+    ):
+        return None
+    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+    if not folder_writable and not sidecars[0].exists():
+        uri += "&immutable=1"
+    return uri
+
+
 def make_engine(url: URL, *, pool_size: int = 20, max_overflow: int = 30,
                 pool_timeout: int = 30, connect_timeout: int = 5) -> Engine:
-    """Build an engine for ``url``: a sized, pre-pinged pool for PostgreSQL; WAL for SQLite."""
+    """Build an engine for ``url``: a sized, pre-pinged pool for PostgreSQL; WAL for SQLite.
+
+    An existing SQLite catalogue we may not write is opened read-only (see
+    :func:`sqlite_read_only_uri`) so that the reading commands still work on it.
+    """
     register_secret(url.password if isinstance(url.password, str) else None)
     if backend_of(url) == "sqlite":
         path = Path(url.database or "")
@@ -78,14 +137,25 @@ def make_engine(url: URL, *, pool_size: int = 20, max_overflow: int = 30,
             raise DatabaseError(
                 f"cannot create the folder for SQLite database {path}: {exc.strerror}"
             ) from exc
+        timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
+        read_only = sqlite_read_only_uri(path)
+        options: dict[str, Any] = {}
+        if read_only is not None:
+            uri = read_only
+            options["creator"] = lambda: sqlite3.connect(uri, uri=True, timeout=timeout)
         engine = create_engine(
             url,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            connect_args={"timeout": timeout},
             pool_size=max(1, min(pool_size, 5)),
             max_overflow=max_overflow,
             pool_timeout=pool_timeout,
+            **options,
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        if read_only is None:
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            event.listen(engine, "connect", _sqlite_read_only_pragmas)
+            event.listen(engine, "handle_error", _read_only_error(path))
         return engine
     connect_args: dict[str, Any] = {"application_name": "dupfinder"}
     if "connect_timeout" not in url.query:
@@ -110,9 +180,21 @@ def _where(url: URL) -> str:
     return f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}"
 
 
+# libpq's complaints about connection settings it refuses before connecting, e.g.
+# 'invalid sslmode value: "bogus"', 'invalid port number: "99999"', 'invalid connection
+# option "foo"', 'invalid integer value "x" for connection option "connect_timeout"'.
+_BAD_SETTING = re.compile(
+    r"\binvalid (?:dsn|connection option|integer value|port number|[\w ]{1,40} value)\b"
+)
+
+
 def classify_pg_failure(exc: BaseException) -> str:
-    """Sort a PostgreSQL connection failure: ``missing-db``, ``auth`` or ``unreachable``."""
+    """Sort a PostgreSQL connection failure: ``config``, ``missing-db``, ``auth`` or
+    ``unreachable``. ``config`` (a setting libpq refuses) is the user's mistake and must never
+    be taken for an unreachable server, which would fall back to SQLite."""
     msg = str(getattr(exc, "orig", exc)).lower()
+    if _BAD_SETTING.search(msg):
+        return "config"
     if "does not exist" in msg and "database" in msg:
         return "missing-db"
     if "password" in msg or "authentication" in msg or "role" in msg and "not exist" in msg:
@@ -151,8 +233,8 @@ def create_pg_database(url: URL, connect_timeout: int = 5) -> None:
 def connect(url: URL, **engine_options: Any) -> Engine:
     """Open and ping ``url``, creating the PostgreSQL database if it is missing.
 
-    Raises :class:`DatabaseError` with one line naming the server and the cause; for an
-    unreachable PostgreSQL the error's ``kind`` attribute is ``unreachable``.
+    Raises :class:`DatabaseError` with one line naming the server and the cause, the
+    subclass :class:`DatabaseUnreachable` when a PostgreSQL server did not answer.
     """
     engine = make_engine(url, **engine_options)
     try:
@@ -163,10 +245,13 @@ def connect(url: URL, **engine_options: Any) -> Engine:
         if backend_of(url) == "sqlite":
             raise DatabaseError(f"cannot open {_where(url)}: {one_line(exc)}") from exc
         kind = classify_pg_failure(exc)
+        if kind == "config":
+            raise ConfigError(
+                f"invalid connection setting for {_where(url)}: {one_line(exc)}"
+            ) from exc
         if kind != "missing-db":
-            err = DatabaseError(f"cannot connect to {_where(url)}: {one_line(exc)}")
-            err.kind = kind  # type: ignore[attr-defined]
-            raise err from exc
+            cls = DatabaseUnreachable if kind == "unreachable" else DatabaseError
+            raise cls(f"cannot connect to {_where(url)}: {one_line(exc)}") from exc
     try:
         create_pg_database(url, engine_options.get("connect_timeout", 5))
     except SQLAlchemyError as exc:
@@ -204,12 +289,9 @@ def open_database(
     reason: str | None = None
     try:
         engine = connect(url, **options)
-    except DatabaseError as exc:
-        unreachable = getattr(exc, "kind", None) == "unreachable"
-        if not unreachable or no_fallback or not settings.fallback["enabled"]:
-            if unreachable:
-                raise DatabaseError(f"{exc} (fallback to SQLite is off)") from exc
-            raise
+    except DatabaseUnreachable as exc:
+        if no_fallback or not settings.fallback["enabled"]:
+            raise DatabaseUnreachable(f"{exc} (fallback to SQLite is off)") from exc
         url = settings.fallback_url()
         reason = str(exc)
         (warn or _stderr)(

@@ -27,7 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+# 2: action_runs.pid (find dead runs), action_journal.uid/gid (restore ownership)
+SCHEMA_VERSION = 2
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -121,7 +122,8 @@ class ActionRun(Base):
     host: Mapped[str] = mapped_column(String(255))
     action: Mapped[str] = mapped_column(String(16))
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(16), default="planned")
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    pid: Mapped[int | None] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     files_planned: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -131,7 +133,7 @@ class ActionRun(Base):
 
 
 class ActionEntry(Base):
-    """One planned file action, journaled before it is made: planned -> done | failed."""
+    """One planned file action, journaled before it is made (states: :class:`EntryState`)."""
 
     __tablename__ = "action_journal"
     __table_args__ = (Index("ix_action_journal_run", "run_id", "seq"),)
@@ -148,6 +150,8 @@ class ActionEntry(Base):
     # the duplicate's own metadata before the action, so undo can restore it exactly
     mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
     mode: Mapped[int | None] = mapped_column(Integer)
+    uid: Mapped[int | None] = mapped_column(Integer)
+    gid: Mapped[int | None] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16), default="planned")
     message: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,7 +1,7 @@
-"""Read-side queries for the outputs: duplicate groups with their files, statistics.
+"""Read-side queries: duplicate groups with their files, statistics, the latest scans.
 
 Everything streams: groups arrive one after another, in order, from one query, so a
-catalogue of millions of rows is never held in memory.
+catalogue of millions of rows is never held in memory. Folders are filesystem paths.
 """
 
 from __future__ import annotations
@@ -10,29 +10,24 @@ import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, select
 from sqlalchemy.orm import Session
 
-from dupfinder.db.catalogue import (
-    STREAM_ROWS,
-    duplicate_groups,
-    group_filters,
-    group_totals,
-    recent_scans,
-    under_roots,
-)
+from dupfinder.db.bulk import STREAM_ROWS
+from dupfinder.db.files import under
 from dupfinder.db.models import FileHash, ScanMetadata
-from dupfinder.paths import from_db
+from dupfinder.db.paths import from_db
+from dupfinder.db.scans import recent_scans
+from dupfinder.states import GroupSort
 
 F = FileHash
-SORTS = ("wasted", "size", "count")
 
 
-@dataclass
+@dataclass(frozen=True)
 class GroupFile:
-    """One file of a duplicate group (``path`` is a filesystem path)."""
+    """One file of a duplicate group."""
 
     path: str
     host: str
@@ -54,53 +49,130 @@ class Group:
     files: list[GroupFile] = field(default_factory=list)
 
 
-def iter_groups(session: Session, host: str | None = None, roots: Sequence[str] | None = None,
-                min_size: int = 0, sort: str = "wasted") -> Iterator[Group]:
+class Selection(NamedTuple):
+    """Which files a read looks at: one host's, under some folders, of a minimum size."""
+
+    host: str | None = None
+    roots: Sequence[str] | None = None
+    min_size: int = 0
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        """The selection as SQL conditions on ``file_hashes``."""
+        conds: list[ColumnElement[bool]] = [F.size >= self.min_size]
+        if self.host:
+            conds.append(F.host == self.host)
+        if self.roots:
+            conds.append(under(self.roots))
+        return conds
+
+
+EVERYTHING = Selection()
+
+
+def duplicate_groups(sel: Selection = EVERYTHING) -> Select[Any]:
+    """Select one row per duplicate group: hash_algo, full_hash, size, files, inodes, wasted.
+
+    A group is content (algorithm, full hash, size) held by at least two distinct inodes;
+    hard links to one inode do not count as wasted space.
+    """
+    per_inode = (
+        select(F.hash_algo, F.full_hash, F.size, F.host, F.device, F.inode,
+               func.count().label("links"))
+        .where(F.full_hash.is_not(None), *sel.conditions())
+        .group_by(F.hash_algo, F.full_hash, F.size, F.host, F.device, F.inode)
+        .subquery()
+    )
+    return (
+        select(
+            per_inode.c.hash_algo,
+            per_inode.c.full_hash,
+            per_inode.c.size,
+            func.sum(per_inode.c.links).label("files"),
+            func.count().label("inodes"),
+            ((func.count() - 1) * per_inode.c.size).label("wasted"),
+        )
+        .group_by(per_inode.c.hash_algo, per_inode.c.full_hash, per_inode.c.size)
+        .having(func.count() > 1)
+    )
+
+
+class Totals(NamedTuple):
+    """Duplicate groups over a selection, counted by the database."""
+
+    groups: int
+    files: int
+    wasted: int
+
+
+def group_totals(session: Session, sel: Selection = EVERYTHING) -> Totals:
+    """(groups, files in groups, wasted bytes) over the selected files."""
+    groups = duplicate_groups(sel).subquery()
+    row = session.execute(
+        select(func.count(), func.coalesce(func.sum(groups.c.files), 0),
+               func.coalesce(func.sum(groups.c.wasted), 0))
+    ).one()
+    return Totals(int(row[0]), int(row[1]), int(row[2]))
+
+
+def iter_groups(session: Session, sel: Selection = EVERYTHING,
+                sort: GroupSort = GroupSort.WASTED) -> Iterator[Group]:
     """Stream duplicate groups, biggest waste first (or by ``size`` or file ``count``).
 
-    ``roots`` are catalogue-form paths: only files under them take part. Within a group
-    files are ordered by host and path.
+    Only files in the selection take part. Within a group files are ordered by host and
+    path.
     """
-    if sort not in SORTS:
-        raise ValueError(f"unknown sort {sort!r}")
-    g = duplicate_groups(session, host, roots, min_size).subquery()
-    order = {"wasted": g.c.wasted, "size": g.c.size, "count": g.c.files}[sort]
+    g = duplicate_groups(sel).subquery()
+    order = {GroupSort.WASTED: g.c.wasted, GroupSort.SIZE: g.c.size,
+             GroupSort.COUNT: g.c.files}[GroupSort(sort)]
     stmt = (
         select(g.c.hash_algo, g.c.full_hash, g.c.size, g.c.inodes, g.c.wasted,
                F.path, F.host, F.mtime_ns, F.device, F.inode)
         .join(g, and_(F.size == g.c.size, F.full_hash == g.c.full_hash,
                       F.hash_algo == g.c.hash_algo))
-        .where(*group_filters(host, roots, min_size))
+        .where(*sel.conditions())
         .order_by(order.desc(), g.c.size.desc(), g.c.full_hash, g.c.hash_algo, F.host, F.path)
         .execution_options(yield_per=STREAM_ROWS)
     )
     current: Group | None = None
     number = 0
-    for algo, full, size, inodes, wasted, path, fhost, mtime_ns, device, inode in \
-            session.execute(stmt):
+    for row in session.execute(stmt):
         if current is None or (current.hash, current.size, current.algorithm) != \
-                (full, size, algo):
+                (row.full_hash, row.size, row.hash_algo):
             if current is not None:
                 yield current
             number += 1
-            current = Group(number, int(size), full, algo, int(inodes), int(wasted))
-        current.files.append(GroupFile(from_db(path), fhost, mtime_ns, device, inode))
+            current = Group(number, int(row.size), row.full_hash, row.hash_algo,
+                            int(row.inodes), int(row.wasted))
+        current.files.append(GroupFile(from_db(row.path), row.host, row.mtime_ns, row.device,
+                                       row.inode))
     if current is not None:
         yield current
 
 
-def iter_files(session: Session, host: str | None = None, roots: Sequence[str] | None = None,
-               min_size: int = 0, limit: int | None = None
-               ) -> Iterator[tuple[str, int, str, int]]:
-    """Stream every catalogued file as (path, size, host, mtime_ns), by host and path."""
-    stmt = select(F.path, F.size, F.host, F.mtime_ns).where(F.size >= min_size)
-    if host:
-        stmt = stmt.where(F.host == host)
-    if roots:
-        stmt = stmt.where(under_roots(roots))
-    stmt = stmt.order_by(F.host, F.path).limit(limit).execution_options(yield_per=STREAM_ROWS)
-    for path, size, fhost, mtime_ns in session.execute(stmt):
-        yield from_db(path), int(size), fhost, mtime_ns
+class CatalogFile(NamedTuple):
+    """A catalogued file, duplicate or not."""
+
+    path: str
+    size: int
+    host: str
+    mtime_ns: int
+
+
+def iter_files(session: Session, sel: Selection = EVERYTHING, limit: int | None = None
+               ) -> Iterator[CatalogFile]:
+    """Stream every selected file, by host and path."""
+    stmt = (select(F.path, F.size, F.host, F.mtime_ns).where(*sel.conditions())
+            .order_by(F.host, F.path).limit(limit).execution_options(yield_per=STREAM_ROWS))
+    for row in session.execute(stmt):
+        yield CatalogFile(from_db(row.path), int(row.size), row.host, row.mtime_ns)
+
+
+class Waste(NamedTuple):
+    """Wasted bytes charged to one extension or folder."""
+
+    name: str
+    wasted: int
+    files: int
 
 
 @dataclass
@@ -113,34 +185,28 @@ class Stats:
     groups: int
     files_in_groups: int
     wasted: int
-    top_extensions: list[tuple[str, int, int]]  # (extension, wasted bytes, files)
-    top_folders: list[tuple[str, int, int]]  # (folder, wasted bytes, files)
+    top_extensions: list[Waste]
+    top_folders: list[Waste]
     scans: Sequence[ScanMetadata]
 
 
-def stats(session: Session, host: str | None = None, roots: Sequence[str] | None = None,
-          min_size: int = 0, top: int = 10) -> Stats:
+def stats(session: Session, sel: Selection = EVERYTHING, top: int = 10) -> Stats:
     """Totals (counted by the database), the top extensions and folders by wasted bytes,
     and the latest scans.
 
     Waste is charged to the redundant copies: in each group the first inode (by host and
     path) is the one kept, every further inode's size counts for its extension and folder.
     """
-    conds = [F.size >= min_size]
-    if host:
-        conds.append(F.host == host)
-    if roots:
-        conds.append(under_roots(roots))
     files, nbytes, hosts = session.execute(
         select(func.count(), func.coalesce(func.sum(F.size), 0),
-               func.count(func.distinct(F.host))).where(*conds)
+               func.count(func.distinct(F.host))).where(*sel.conditions())
     ).one()
-    groups, in_groups, wasted = group_totals(session, host, roots, min_size)
+    totals = group_totals(session, sel)
     ext: Counter[str] = Counter()
     ext_n: Counter[str] = Counter()
     folder: Counter[str] = Counter()
     folder_n: Counter[str] = Counter()
-    for group in iter_groups(session, host, roots, min_size) if top else ():
+    for group in iter_groups(session, sel) if top else ():
         seen: set[tuple[str, int, int]] = set()
         for f in group.files:
             key = (f.host, f.device, f.inode)
@@ -158,12 +224,20 @@ def stats(session: Session, host: str | None = None, roots: Sequence[str] | None
             folder[d] += group.size
             folder_n[d] += 1
     return Stats(
-        files=int(files), bytes=int(nbytes), hosts=int(hosts), groups=groups,
-        files_in_groups=in_groups, wasted=wasted,
-        top_extensions=[(e, b, ext_n[e]) for e, b in ext.most_common(top)],
-        top_folders=[(d, b, folder_n[d]) for d, b in folder.most_common(top)],
+        files=int(files), bytes=int(nbytes), hosts=int(hosts), groups=totals.groups,
+        files_in_groups=totals.files, wasted=totals.wasted,
+        top_extensions=[Waste(e, b, ext_n[e]) for e, b in ext.most_common(top)],
+        top_folders=[Waste(d, b, folder_n[d]) for d, b in folder.most_common(top)],
         scans=recent_scans(session, top),
     )
+
+
+def scanned_roots(session: Session, host: str) -> list[str]:
+    """Every folder the host has scanned (recorded with its scans)."""
+    found: set[str] = set()
+    for roots in session.scalars(select(ScanMetadata.roots).where(ScanMetadata.host == host)):
+        found.update(roots or [])
+    return sorted(found)
 
 
 def scan_overview(session: Session, limit: int = 10) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
@@ -19,8 +19,17 @@ from dupfinder.errors import DatabaseError, one_line
 # Advisory lock key: the ASCII of "dupf" as a number.
 _LOCK_KEY = 0x64757066
 
+
+
+def _v1_to_v2(conn: Connection) -> None:
+    """Dead dedupe runs are found by their pid; undo restores the owner of a file."""
+    for table, column in (("action_runs", "pid"), ("action_journal", "uid"),
+                          ("action_journal", "gid")):
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER"))
+
+
 # version N -> function that upgrades a version-N database to N+1, in place.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
 
 
 def ensure_schema(engine: Engine) -> int:

@@ -1,8 +1,14 @@
 """Writers for duplicate groups: text, fdupes, JSON and CSV. Each streams: it writes a group
-as soon as it has it and keeps nothing else in memory."""
+as soon as it has it and keeps nothing else in memory.
+
+Text, JSON and CSV show a path as :func:`dupfinder.paths.display` does (a backslash doubled,
+undecodable bytes and control and bidi characters escaped), so no name can pass for another
+or drive the terminal; fdupes prints the raw bytes, as fdupes does.
+"""
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import os
@@ -11,7 +17,7 @@ from datetime import UTC, datetime
 from typing import BinaryIO, TextIO
 
 from dupfinder.db.queries import Group
-from dupfinder.paths import display
+from dupfinder.paths import display, is_utf8
 from dupfinder.units import human_size
 
 FORMATS = ("text", "fdupes", "json", "csv")
@@ -50,11 +56,26 @@ def write_fdupes(groups: Iterable[Group], out: BinaryIO) -> tuple[int, int]:
     return n, wasted
 
 
+def json_file(path: str, host: str, mtime_ns: int) -> dict[str, str]:
+    """One file of a JSON group. ``path`` is the display form; a name that is not valid
+    UTF-8 also gets ``path_b64``, its exact bytes in base64, because no JSON string can
+    carry those bytes (and ``path`` alone reads like a name holding ``\\xNN``)."""
+    doc = {"path": display(path)}
+    if not is_utf8(path):
+        doc["path_b64"] = base64.b64encode(os.fsencode(path)).decode("ascii")
+    doc["host"] = host
+    doc["mtime"] = iso_mtime(mtime_ns)
+    return doc
+
+
 def write_json(groups: Iterable[Group], out: TextIO, meta: dict[str, object]) -> tuple[int, int]:
     """One JSON document: ``meta`` fields, then ``groups`` (size, hash, algorithm, wasted,
-    files with path, host, mtime), written group by group."""
+    files with path, [path_b64,] host, mtime), written group by group."""
     out.write("{")
     for key, value in meta.items():
+        if key == "roots" and isinstance(value, list):
+            # filesystem paths too: a lone surrogate would be an invalid JSON string
+            value = [display(r) if isinstance(r, str) else r for r in value]
         out.write(f"{json.dumps(key)}: {json.dumps(value)}, ")
     out.write('"groups": [')
     n = wasted = 0
@@ -62,8 +83,7 @@ def write_json(groups: Iterable[Group], out: TextIO, meta: dict[str, object]) ->
         doc = {
             "id": g.number, "size": g.size, "hash": g.hash, "algorithm": g.algorithm,
             "wasted": g.wasted,
-            "files": [{"path": display(f.path), "host": f.host, "mtime": iso_mtime(f.mtime_ns)}
-                      for f in g.files],
+            "files": [json_file(f.path, f.host, f.mtime_ns) for f in g.files],
         }
         out.write(("," if n else "") + "\n  " + json.dumps(doc))
         n += 1

@@ -3,7 +3,10 @@
 File names are data, never markup: Jinja2 autoescapes the page, the JSON is escaped so that
 ``</script>`` or ``<!--`` in a name cannot end its script element, the page script only ever
 puts names into the DOM as text, and a Content-Security-Policy with a per-report nonce
-stops any script but the report's own.
+stops any script but the report's own. Every name and root is in the display form of
+:func:`dupfinder.paths.display`: undecodable bytes, controls and bidi controls show as visible
+escapes (a right-to-left override cannot reorder a name), and nothing holds a lone surrogate,
+which UTF-8 cannot encode.
 """
 
 from __future__ import annotations
@@ -12,11 +15,10 @@ import json
 import os
 import secrets
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
@@ -24,9 +26,16 @@ from markupsafe import Markup
 from dupfinder import __version__
 from dupfinder.config import mask_url
 from dupfinder.db.engine import Database
-from dupfinder.db.queries import iter_files, iter_groups, scan_overview, stats
+from dupfinder.db.queries import (
+    EVERYTHING,
+    Selection,
+    iter_files,
+    iter_groups,
+    scan_overview,
+    stats,
+)
 from dupfinder.errors import UsageError
-from dupfinder.paths import db_roots, display
+from dupfinder.paths import display, for_message
 
 # The "all files" view embeds at most this many non-duplicate files (the page must stay
 # quick to open); duplicates are always complete.
@@ -53,25 +62,52 @@ def script_safe_json(data: Any) -> str:
     return text
 
 
-def report_data(db: Database, roots: Sequence[str] | None = None, host: str | None = None,
-                min_size: int = 0, all_files_cap: int = ALL_FILES_CAP) -> dict[str, Any]:
+class ReportFile(NamedTuple):
+    """One file of a group as the page reads it (serialised as a compact JSON array: a
+    report of 1M files is ~50 MB, and field names would add a third)."""
+
+    path: str
+    host: str
+    mtime: int  # seconds
+
+
+class ReportGroup(NamedTuple):
+    """One duplicate group as the page reads it (a JSON array, like :class:`ReportFile`)."""
+
+    size: int
+    hash: str
+    algorithm: str
+    wasted: int
+    files: list[ReportFile]
+
+
+class ListedFile(NamedTuple):
+    """One file of the "all files" view (a JSON array)."""
+
+    path: str
+    size: int
+    host: str
+    mtime: int  # seconds
+
+
+def report_data(db: Database, sel: Selection = EVERYTHING,
+                all_files_cap: int = ALL_FILES_CAP) -> dict[str, Any]:
     """Everything the page shows, as plain JSON-able data."""
-    selected = db_roots(roots)
     with db.session() as s:
-        st = stats(s, host, selected, min_size, top=0)
-        groups = []
+        st = stats(s, sel, top=0)
+        groups: list[ReportGroup] = []
         exts: Counter[str] = Counter()
-        for g in iter_groups(s, host, selected, min_size):
-            files = [[display(f.path), f.host, f.mtime_ns // 1_000_000_000] for f in g.files]
-            for f in files:
-                exts[_ext(f[0])] += 1
-            groups.append([g.size, g.hash, g.algorithm, g.wasted, files])
-        all_files = [[display(p), size, h, mtime // 1_000_000_000]
-                     for p, size, h, mtime in iter_files(s, host, selected, min_size,
-                                                         limit=all_files_cap + 1)]
-        for f in all_files:
-            exts[_ext(f[0])] += 1
+        for g in iter_groups(s, sel):
+            files = [ReportFile(display(f.path), f.host, f.mtime_ns // 1_000_000_000)
+                     for f in g.files]
+            exts.update(_ext(f.path) for f in files)
+            groups.append(ReportGroup(g.size, g.hash, g.algorithm, g.wasted, files))
+        all_files = [ListedFile(display(f.path), f.size, f.host, f.mtime_ns // 1_000_000_000)
+                     for f in iter_files(s, sel, limit=all_files_cap + 1)]
+        exts.update(_ext(f.path) for f in all_files)
         scans = scan_overview(s)
+    for sc in scans:  # filesystem paths as the scan was given them
+        sc["roots"] = [display(r) for r in sc["roots"] or []]
     truncated = len(all_files) > all_files_cap
     return {
         "summary": {"files": st.files, "bytes": st.bytes, "groups": st.groups,
@@ -104,17 +140,17 @@ def render_report(data: dict[str, Any], source: str, title: str) -> str:
     )
 
 
-def write_report(db: Database, path: str, *, roots: list[str] | None = None,
-                 host: str | None = None, min_size: int = 0) -> ReportInfo:
-    """Write the report of the catalogue (limited to files under ``roots`` and on ``host``
-    when given) to ``path``; the file is replaced only once it is complete."""
+def write_report(db: Database, path: str, sel: Selection = EVERYTHING) -> ReportInfo:
+    """Write the report of the selected files of the catalogue to ``path``; the file is
+    replaced only once it is complete."""
     target = Path(path)
     if target.is_dir():
-        raise UsageError(f"report: {path} is a folder; give a file name such as report.html")
+        raise UsageError(f"report: {for_message(path)} is a folder; give a file name such as "
+                         "report.html")
     if not target.parent.is_dir():
-        raise UsageError(f"report: folder {target.parent} does not exist")
-    data = report_data(db, roots, host, min_size)
-    what = ", ".join(roots) if roots else "the whole catalogue"
+        raise UsageError(f"report: folder {for_message(str(target.parent))} does not exist")
+    data = report_data(db, sel)
+    what = ", ".join(display(r) for r in sel.roots) if sel.roots else "the whole catalogue"
     html = render_report(data, f"{what} in {mask_url(db.url)}", what)
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     try:
@@ -122,6 +158,6 @@ def write_report(db: Database, path: str, *, roots: list[str] | None = None,
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise UsageError(f"report: cannot write {path}: {exc.strerror}") from exc
+        raise UsageError(f"report: cannot write {for_message(path)}: {exc.strerror}") from exc
     s = data["summary"]
     return ReportInfo(str(target), s["groups"], s["files"], len(html.encode("utf-8")))

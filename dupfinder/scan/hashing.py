@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -49,6 +50,10 @@ class FileChanged(Exception):
     """The file is not what the catalogue says (changed since the walk, or while read)."""
 
 
+class NotRegularFile(OSError):
+    """The path no longer holds a regular file (a FIFO, a device, a folder took its place)."""
+
+
 def algorithm_tag(algorithm: str, prefix_size: int) -> str:
     """The label stored with each hash; a non-default prefix size is part of it, so hashes
     made with different prefix sizes are never compared."""
@@ -58,14 +63,27 @@ def algorithm_tag(algorithm: str, prefix_size: int) -> str:
 
 
 def open_readonly(path: str) -> int:
-    """Open for reading without updating the access time when the OS allows it."""
+    """Open a regular file for reading, without updating the access time when the OS
+    allows it; anything else raises :class:`NotRegularFile`.
+
+    ``O_NONBLOCK`` makes opening a FIFO that replaced a catalogued file return at once
+    instead of waiting forever for a writer (a scan hung that way), and the ``fstat`` check
+    then refuses it; on a regular file the flag changes nothing.
+    """
     global _noatime_ok
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+    fd = -1
     if _noatime_ok and _NOATIME:
         try:
-            return os.open(path, os.O_RDONLY | _NOATIME)
+            fd = os.open(path, flags | _NOATIME)
         except PermissionError:
             _noatime_ok = False  # O_NOATIME needs ownership; fall back for the rest
-    return os.open(path, os.O_RDONLY)
+    if fd < 0:
+        fd = os.open(path, flags)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegularFile(0, "not a regular file", path)
+    return fd
 
 
 def _check(fd: int, size: int, mtime_ns: int) -> None:
@@ -88,7 +106,7 @@ class Reader:
         """Hash the first ``prefix_size`` bytes: (prefix digest, full digest or None, bytes
         read). A file of at most ``max(prefix_size, SMALL_FILE)`` bytes is read whole and
         its full digest is returned as well."""
-        fd = open_readonly(path)
+        fd = _open(path)
         try:
             _check(fd, size, mtime_ns)
             whole = size <= max(self.prefix_size, min(SMALL_FILE, len(self.buffer)))
@@ -112,7 +130,7 @@ class Reader:
 
     def full(self, path: str, size: int, mtime_ns: int) -> str:
         """Hash the whole file."""
-        fd = open_readonly(path)
+        fd = _open(path)
         try:
             _check(fd, size, mtime_ns)
             if hasattr(os, "posix_fadvise"):
@@ -132,6 +150,13 @@ class Reader:
             return h.hexdigest()
         finally:
             os.close(fd)
+
+
+def _open(path: str) -> int:
+    try:
+        return open_readonly(path)
+    except NotRegularFile as exc:  # the catalogue recorded a regular file there
+        raise FileChanged from exc
 
 
 def _read_full(fd: int, view: memoryview) -> int:

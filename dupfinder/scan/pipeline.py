@@ -14,16 +14,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
-from dupfinder.db import catalogue
+from dupfinder.db import candidates, scans
 from dupfinder.db.engine import Database
-from dupfinder.db.models import utcnow
+from dupfinder.db.queries import Selection, group_totals
 from dupfinder.errors import DatabaseError, UsageError, one_line
-from dupfinder.paths import for_message, to_db
+from dupfinder.paths import for_message, is_under
 from dupfinder.scan.hashing import (
     ALGORITHMS,
     DEFAULT_ALGORITHM,
@@ -33,7 +34,16 @@ from dupfinder.scan.hashing import (
 )
 from dupfinder.scan.sync import SyncCounts, sync
 from dupfinder.scan.walk import WalkOptions, WalkProblems, normalize_roots, walk
-from dupfinder.scan.workers import Hashers, HashSettings, TaskResult, make_tasks
+from dupfinder.scan.workers import (
+    MAX_PROCESSES,
+    Hashers,
+    HashSettings,
+    TaskResult,
+    make_tasks,
+    process_limit,
+)
+from dupfinder.states import ScanStatus, Stage
+from dupfinder.units import human_size
 
 FULL_TASK_BYTES = 256 << 20
 
@@ -58,7 +68,7 @@ class ScanSummary:
 
     scan_id: int
     roots: list[str]
-    status: str = "running"
+    status: ScanStatus = ScanStatus.RUNNING
     sync: SyncCounts = field(default_factory=SyncCounts)
     files_hashed: int = 0
     bytes_hashed: int = 0
@@ -105,18 +115,35 @@ def resolve_roots(paths: list[str]) -> list[str]:
     return normalize_roots(paths)
 
 
+MAX_BUFFER = 256 << 20
+
+
 def check_options(options: ScanOptions) -> None:
-    """Reject option values that cannot work, with one clear line."""
+    """Reject option values that cannot work, with one clear line.
+
+    Chunk and prefix sizes are capped at 256 MiB: every worker allocates a buffer that large
+    up front, so ``--chunk-size 100GiB`` would end in a MemoryError inside the workers, and
+    reads beyond a few MiB are no faster anyway.
+    """
     if options.algorithm not in ALGORITHMS:
         raise UsageError(
             f"unknown algorithm '{options.algorithm}' (choose from {', '.join(ALGORITHMS)})"
         )
     if options.processes < 1:
         raise UsageError(f"--processes must be at least 1, not {options.processes}")
+    limit = process_limit()
+    if options.processes > limit:  # each worker holds a database connection of its own
+        raise UsageError(f"--processes must be at most {limit} (4 per CPU, at most "
+                         f"{MAX_PROCESSES}), not {options.processes}")
     if options.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, not {options.batch_size}")
     if options.chunk_size < 4096:
         raise UsageError("--chunk-size must be at least 4 KiB")
+    for option, size in (("--chunk-size", options.chunk_size),
+                         ("--prefix-size", options.prefix_size)):
+        if size > MAX_BUFFER:
+            raise UsageError(f"{option} {human_size(size)} is too large: at most 256 MiB "
+                             "(each worker holds a buffer of that size)")
     w = options.walk
     if w.max_size is not None and w.max_size < w.min_size:
         raise UsageError("--max-size is smaller than --min-size")
@@ -124,7 +151,8 @@ def check_options(options: ScanOptions) -> None:
         raise UsageError("--max-depth must be at least 1")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (records of dead ones are stale)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -179,34 +207,33 @@ def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
     tag = algorithm_tag(options.algorithm, options.prefix_size)
     bars = _Bars(options.progress)
     with _db_errors(), db.session() as session:
-        stale = [sid for sid, pid in catalogue.running_scans(session, host)
-                 if pid is None or not _pid_alive(pid)]
-        catalogue.mark_interrupted(session, stale)
-        scan_id = catalogue.start_scan(session, host, roots, tag, _options_record(options),
-                                       os.getpid())
+        stale = [run.id for run in scans.running_scans(session, host)
+                 if run.pid is None or not pid_alive(run.pid)]
+        scans.mark_interrupted(session, stale)
+        scan_id, started = scans.start_scan(session, host, roots, tag,
+                                            _options_record(options), os.getpid())
         session.commit()
     summary = ScanSummary(scan_id=scan_id, roots=roots)
     try:
         with _db_errors():
-            _walk_and_sync(db, host, roots, options, summary, bars)
+            _walk_and_sync(db, host, roots, options, summary, bars, started)
             if not _nothing_to_hash(db, host, roots, tag, options, summary):
                 settings = HashSettings(db.url_string(), options.algorithm, tag,
                                         options.prefix_size, options.chunk_size)
                 _HashStages(db, host, tag, options, summary, bars, settings).run()
             with db.session() as session:
                 t = time.perf_counter()
-                groups, files, wasted = catalogue.group_totals(
-                    session, host=host, roots=[to_db(r) for r in roots],
-                    min_size=options.walk.min_size)
-                summary.duplicate_groups, summary.files_in_groups = groups, files
-                summary.wasted_bytes = wasted
+                totals = group_totals(session, Selection(host, roots, options.walk.min_size))
+                summary.duplicate_groups, summary.files_in_groups = totals.groups, totals.files
+                summary.wasted_bytes = totals.wasted
                 summary.stage_seconds["groups"] = time.perf_counter() - t
-                summary.status = "complete"
-                catalogue.finish_scan(session, scan_id, "complete", **summary.record())
+                summary.status = ScanStatus.COMPLETE
+                scans.finish_scan(session, scan_id, ScanStatus.COMPLETE, **summary.record())
                 session.commit()
     except BaseException as exc:
-        summary.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        _record_end(db, summary, str(exc) if summary.status == "failed" else None)
+        summary.status = (ScanStatus.INTERRUPTED if isinstance(exc, KeyboardInterrupt)
+                          else ScanStatus.FAILED)
+        _record_end(db, summary, str(exc) if summary.status == ScanStatus.FAILED else None)
         raise
     if log:
         for path, reason in summary.problems:
@@ -221,7 +248,7 @@ def _nothing_to_hash(db: Database, host: str, roots: list[str], tag: str,
     if summary.sync.new or summary.sync.changed or summary.problems:
         return False
     with db.session() as session:
-        settled = catalogue.settled_since(session, host, roots, tag, options.walk.min_size)
+        settled = scans.settled_since(session, host, roots, tag, options.walk.min_size)
     if settled:
         summary.stage_seconds["prefix"] = summary.stage_seconds["full"] = 0.0
     return settled
@@ -243,15 +270,15 @@ def _record_end(db: Database, summary: ScanSummary, message: str | None) -> None
     """Best effort: mark the scan record interrupted or failed (the database may be gone)."""
     try:
         with db.session() as session:
-            catalogue.finish_scan(session, summary.scan_id, summary.status,
-                                  message=message, **summary.record())
+            scans.finish_scan(session, summary.scan_id, summary.status,
+                              message=message, **summary.record())
             session.commit()
     except (SQLAlchemyError, OSError):
         pass
 
 
 def _walk_and_sync(db: Database, host: str, roots: list[str], options: ScanOptions,
-                   summary: ScanSummary, bars: _Bars) -> None:
+                   summary: ScanSummary, bars: _Bars, now: datetime) -> None:
     t = time.perf_counter()
     problems = WalkProblems()
     with bars.bar("walk") as walked, bars.bar("sync", unit="rows") as written:
@@ -260,7 +287,7 @@ def _walk_and_sync(db: Database, host: str, roots: list[str], options: ScanOptio
                 walked.update()
                 yield entry
 
-        summary.sync = sync(db, host, roots, entries(), summary.scan_id, utcnow(),
+        summary.sync = sync(db, host, roots, entries(), summary.scan_id, now,
                             options.batch_size, lambda: problems.unreadable_dirs,
                             progress=written.update)
     summary.problems.extend(problems.errors)
@@ -280,28 +307,28 @@ class _HashStages:
         opts = self.options
         hashers = Hashers(self.db, self.settings, opts.processes, opts.start_method)
         try:
-            self._stage(hashers, "prefix",
-                        catalogue.prefix_candidates(self.host, self.tag, opts.walk.min_size))
-            self._stage(hashers, "full", catalogue.full_candidates(self.host, self.tag))
+            self._stage(hashers, Stage.PREFIX, candidates.prefix_candidates(
+                self.host, self.tag, opts.walk.min_size))
+            self._stage(hashers, Stage.FULL, candidates.full_candidates(self.host, self.tag))
         except BaseException:
             hashers.close(terminate=True)
             raise
         hashers.close()
 
-    def _stage(self, hashers: Hashers, stage: str, stmt: Any) -> None:
+    def _stage(self, hashers: Hashers, stage: Stage, stmt: Any) -> None:
         t = time.perf_counter()
         opts = self.options
         with self.db.session() as session:
-            by_bytes = stage == "full"
+            by_bytes = stage == Stage.FULL
             files = nbytes = total = None
             if self.bars.enabled:  # the count costs a second run of the query
-                files, nbytes = catalogue.count_and_bytes(session, stmt)
+                files, nbytes = candidates.count_and_bytes(session, stmt)
                 session.rollback()
                 total = nbytes if by_bytes else files
             if files != 0:
                 max_bytes = FULL_TASK_BYTES if by_bytes else 1 << 62
                 with self.bars.bar(f"{stage} hash", total, "B" if by_bytes else "files") as bar:
-                    rows = catalogue.stream(session, stmt)
+                    rows = candidates.stream_candidates(session, stmt)
                     tasks = make_tasks(rows, stage, opts.batch_size, max_bytes)
                     for result in hashers.run(tasks):
                         self._add(result)
@@ -314,4 +341,6 @@ class _HashStages:
         s.files_hashed += result.files
         s.bytes_hashed += result.bytes_read
         s.changed_during_read += result.changed
-        s.problems.extend(result.errors)
+        # a file outside this scan's roots (catalogued by another scan, read to complete a
+        # group) is that scan's business: its problems are not this scan's errors
+        s.problems.extend(e for e in result.errors if any(is_under(e[0], r) for r in s.roots))

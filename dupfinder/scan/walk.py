@@ -12,11 +12,21 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import NamedTuple
 
 from dupfinder.paths import absolute, is_under
 
-# (path, name, size, mtime_ns, device, inode, nlink)
-Entry = tuple[str, str, int, int, int, int, int]
+
+class Entry(NamedTuple):
+    """A regular file the walk found, with the metadata the catalogue keeps."""
+
+    path: str
+    name: str
+    size: int
+    mtime_ns: int
+    device: int
+    inode: int
+    nlink: int
 
 
 @dataclass
@@ -74,7 +84,8 @@ def walk(roots: list[str], opts: WalkOptions, problems: WalkProblems) -> Iterato
         if stat.S_ISREG(st.st_mode):
             name = os.path.basename(root)
             if _size_ok(st.st_size, opts):
-                yield (root, name, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, st.st_nlink)
+                yield Entry(root, name, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino,
+                            st.st_nlink)
             continue
         if stat.S_ISDIR(st.st_mode):
             visited.add((st.st_dev, st.st_ino))
@@ -164,6 +175,7 @@ def _walk_dir(root: str, root_dev: int, opts: WalkOptions, problems: WalkProblem
                         continue
                     if opts.include and not _matches(opts.include, path, name):
                         continue
-                    yield (path, name, size, st.st_mtime_ns, st.st_dev, st.st_ino, st.st_nlink)
+                    yield Entry(path, name, size, st.st_mtime_ns, st.st_dev, st.st_ino,
+                                st.st_nlink)
         # reversed so that folders are visited in listing order
         stack.extend((d, depth + 1) for d in reversed(subdirs))

@@ -1,0 +1,260 @@
+"""``Catalogue``: the library in one object. Every CLI command is a call to it.
+
+    with Catalogue.open("sqlite:///catalogue.db") as cat:
+        cat.scan(["~/Pictures"])
+        for group in cat.groups(under="~/Pictures"):
+            print(group.size, [f.path for f in group.files])
+
+Methods take filesystem paths (``str``, ``pathlib.Path`` or ``bytes``) and return them as
+``str`` (undecodable bytes as surrogate escapes, so ``open()`` accepts them). Nothing is
+read from ``./config.json`` or the environment unless asked: pass ``config=`` a path, or
+:meth:`Catalogue.from_lookup` for the command line's lookup order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import fields
+from typing import Any
+
+from dupfinder.actions import apply as _apply
+from dupfinder.actions import recover
+from dupfinder.actions import undo as _undo
+from dupfinder.actions.plan import Plan, check_move_target, plan_groups
+from dupfinder.config import Settings, load_settings
+from dupfinder.db import journal as _journal
+from dupfinder.db import queries
+from dupfinder.db.engine import Database, open_database
+from dupfinder.db.journal import EntryRecord, RunRecord
+from dupfinder.db.queries import Group, Selection, Stats, Totals
+from dupfinder.errors import UsageError
+from dupfinder.paths import PathArg, absolute
+from dupfinder.scan.pipeline import ScanOptions, ScanSummary, check_options, resolve_roots
+from dupfinder.scan.pipeline import run_scan as _run_scan
+from dupfinder.scan.walk import WalkOptions
+from dupfinder.states import Action, EntryState, GroupSort, KeepPolicy
+from dupfinder.units import parse_size
+
+Under = PathArg | Iterable[PathArg] | None
+
+
+def _folders(under: Under) -> list[str] | None:
+    """One folder or several, as absolute filesystem paths (None: everywhere)."""
+    if under is None:
+        return None
+    if isinstance(under, str | bytes | os.PathLike):
+        return [absolute(under)]
+    folders = [absolute(p) for p in under]
+    return folders or None
+
+
+def _size(value: int | str, what: str) -> int:
+    return parse_size(value, what)
+
+
+class Catalogue:
+    """An open catalogue: scans go in, duplicate groups, statistics and actions come out.
+
+    Open it with :meth:`open` (or :meth:`from_lookup`), use it as a context manager or call
+    :meth:`close`. ``host`` is the label this machine's files are recorded under.
+    """
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.host = settings.host_label
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, db_url: str | None = None, *, config: PathArg | Settings | None = None,
+             host: str | None = None, fallback: bool = True,
+             warn: Callable[[str], None] | None = None) -> Catalogue:
+        """Open (creating if needed) the catalogue at ``db_url``, or the one a config file
+        names, or the built-in default (PostgreSQL on localhost, SQLite when it is down).
+
+        ``fallback=False`` makes an unreachable server an error; ``warn`` receives the one
+        line said when falling back (default: stderr).
+        """
+        if isinstance(config, Settings):
+            settings = config
+        else:
+            settings = load_settings(None if config is None else os.fspath(config), db_url,
+                                     host, lookup=False)
+        if host:
+            settings.host_label = host
+        return cls(open_database(settings, no_fallback=not fallback, warn=warn), settings)
+
+    @classmethod
+    def from_lookup(cls, db_url: str | None = None, *, config: str | None = None,
+                    host: str | None = None, fallback: bool = True,
+                    warn: Callable[[str], None] | None = None) -> Catalogue:
+        """Open the catalogue as the command line does: ``--config``, ``$DUPFINDER_CONFIG``,
+        ``./config.json``, the user's config folder; ``$DUPFINDER_DB_URL``."""
+        settings = load_settings(config, db_url, host)
+        return cls.open(config=settings, fallback=fallback, warn=warn)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.db.dispose()
+
+    def __enter__(self) -> Catalogue:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def url(self) -> str:
+        """Where the catalogue is, password masked."""
+        return self.db.display_url
+
+    @property
+    def backend(self) -> str:
+        """``postgresql`` or ``sqlite``."""
+        return self.db.backend
+
+    # ------------------------------------------------------------------ scanning
+
+    @staticmethod
+    def scan_options(**options: Any) -> ScanOptions:
+        """Checked scan options. Walk filters (``min_size``, ``max_size``, ``include``,
+        ``exclude``, ``hidden``, ``follow_links``, ``one_file_system``, ``max_depth``) and
+        hashing options (``algorithm``, ``processes``, ``batch_size``, ``chunk_size``,
+        ``prefix_size``, ``start_method``, ``progress``); sizes may be ``"10k"`` forms."""
+        walk_keys = {f.name for f in fields(WalkOptions)} - {"skip_paths"}
+        scan_keys = {f.name for f in fields(ScanOptions)} - {"walk"}
+        unknown = set(options) - walk_keys - scan_keys
+        if unknown:
+            raise UsageError(f"unknown scan option(s): {', '.join(sorted(unknown))}")
+        walk = {k: v for k, v in options.items() if k in walk_keys and v is not None}
+        for key in ("min_size", "max_size"):
+            if key in walk:
+                walk[key] = _size(walk[key], "--" + key.replace("_", "-"))
+        for key in ("include", "exclude"):
+            if key in walk:
+                walk[key] = tuple(walk[key])
+        scan = {k: v for k, v in options.items() if k in scan_keys and v is not None}
+        for key in ("chunk_size", "prefix_size"):
+            if key in scan:
+                scan[key] = _size(scan[key], "--" + key.replace("_", "-"))
+        opts = ScanOptions(walk=WalkOptions(**walk), **scan)
+        check_options(opts)
+        return opts
+
+    @staticmethod
+    def check_roots(paths: Iterable[PathArg]) -> list[str]:
+        """The folders and files a scan would take, absolute; a path that does not exist or
+        cannot be read is a :class:`UsageError`."""
+        return resolve_roots([os.fsdecode(os.fspath(p)) for p in paths])
+
+    def scan(self, paths: Iterable[PathArg], options: ScanOptions | None = None, *,
+             progress: bool = False, log: Callable[[str], None] | None = None,
+             **kw: Any) -> ScanSummary:
+        """Scan ``paths`` into the catalogue and hash what may be duplicated.
+
+        Options as for :meth:`scan_options` (or ready ``options``); progress bars only when
+        ``progress`` is true. ``log`` receives one line per file that could not be read.
+        Raises KeyboardInterrupt (after recording the scan as interrupted) on Ctrl-C.
+        """
+        opts = options if options is not None else self.scan_options(**kw)
+        opts.progress = progress
+        roots = [os.fsdecode(os.fspath(p)) for p in paths]
+        return _run_scan(self.db, roots, self.host, opts, log=log)
+
+    # ------------------------------------------------------------------ questions
+
+    def _selection(self, under: Under, host: str | None, min_size: int | str) -> Selection:
+        return Selection(host, _folders(under), _size(min_size, "--min-size"))
+
+    def groups(self, under: Under = None, *, host: str | None = None,
+               min_size: int | str = 0, sort: GroupSort | str = GroupSort.WASTED
+               ) -> Iterator[Group]:
+        """Duplicate groups among the files under ``under`` (one folder or several) and on
+        ``host``, streamed biggest waste first (or by ``size`` or ``count``)."""
+        sel = self._selection(under, host, min_size)
+        order = GroupSort(sort)
+        with self.db.session() as s:
+            yield from queries.iter_groups(s, sel, order)
+
+    def totals(self, under: Under = None, *, host: str | None = None,
+               min_size: int | str = 0) -> Totals:
+        """Groups, files in groups and wasted bytes, counted by the database."""
+        with self.db.session() as s:
+            return queries.group_totals(s, self._selection(under, host, min_size))
+
+    def stats(self, under: Under = None, *, host: str | None = None,
+              min_size: int | str = 0, top: int = 10) -> Stats:
+        """Totals, the top extensions and folders by wasted bytes, and the latest scans."""
+        with self.db.session() as s:
+            return queries.stats(s, self._selection(under, host, min_size), top)
+
+    def report(self, output: PathArg, under: Under = None, *, host: str | None = None,
+               min_size: int | str = 0) -> Any:
+        """Write the self-contained HTML report to ``output``; returns what it holds."""
+        from dupfinder.output.report import write_report  # Jinja2 only when asked
+
+        return write_report(self.db, os.fsdecode(os.fspath(output)),
+                            self._selection(under, host, min_size))
+
+    # ------------------------------------------------------------------ actions
+
+    def plan_dedupe(self, action: Action | str, under: Under = None, *,
+                    keep: KeepPolicy | str = KeepPolicy.OLDEST, prefer: Iterable[PathArg] = (),
+                    to: PathArg | None = None, min_size: int | str = 1) -> Plan:
+        """One action per duplicate of this host's files under ``under``; one copy of each
+        group stays (chosen by ``prefer`` folders, then ``keep``). Nothing is touched."""
+        act = Action(action)
+        roots = _folders(under) or []
+        if to is not None and act != Action.MOVE:
+            raise UsageError("--to only goes with --action move")
+        target = None
+        if act == Action.MOVE:
+            scanned = roots or self._scanned_roots()
+            target = check_move_target(None if to is None else os.fsdecode(os.fspath(to)),
+                                       scanned)
+        minimum = _size(min_size, "--min-size")
+        linked = recover.symlink_targets(self.db, self.host)
+        with self.db.session() as s:
+            groups = queries.iter_groups(s, Selection(self.host, roots or None, minimum))
+            actions = plan_groups(groups, act, KeepPolicy(keep),
+                                  [absolute(p) for p in prefer], roots, linked)
+        return Plan(self.host, act, KeepPolicy(keep), [absolute(p) for p in prefer],
+                    (roots or self._scanned_roots()) if act == Action.MOVE else roots,
+                    target, minimum, actions)
+
+    def _scanned_roots(self) -> list[str]:
+        """Every folder this host has scanned into the catalogue."""
+        with self.db.session() as s:
+            return queries.scanned_roots(s, self.host)
+
+    def apply(self, plan: Plan, progress: Callable[[Any, EntryState], None] | None = None
+              ) -> _apply.Run:
+        """Carry out a plan: verified, journaled, one run at a time per host."""
+        return _apply.apply(self.db, self.host, plan, progress)
+
+    def undo(self, run_id: int | None = None) -> _undo.UndoResult:
+        """Reverse a run (default: this host's latest run that acted)."""
+        return _undo.undo(self.db, self.host, run_id)
+
+    def runs(self, limit: int = 20) -> list[RunRecord]:
+        """This host's latest dedupe runs, newest first."""
+        with self.db.session() as s:
+            return _journal.runs(s, self.host, limit)
+
+    def journal(self, run_id: int) -> list[EntryRecord]:
+        """The entries of one run, with what a run that died actually did read back from
+        the disk first (only for this host's runs)."""
+        with self.db.session() as s:
+            run = _journal.get_run(s, run_id)
+        if run is None:
+            raise UsageError(f"no dedupe run {run_id}")
+        if run.host == self.host:
+            recover.close_dead_runs_if_idle(self.db, self.host)
+            with self.db.session() as s:
+                run = _journal.get_run(s, run_id)
+            assert run is not None
+            recover.reconcile(self.db, self.host, run)
+        with self.db.session() as s:
+            return _journal.entries(s, run_id)

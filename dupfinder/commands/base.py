@@ -1,0 +1,142 @@
+"""What every command shares: the common options, the context that opens the catalogue,
+and the one place where library errors become a line on stderr and an exit code."""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from dupfinder.catalogue import Catalogue
+from dupfinder.config import Settings, load_settings
+from dupfinder.errors import DupfinderError, UsageError, mask_secrets, one_line
+
+# Exit codes, shared by every command.
+EXIT_ERROR = 1  # a runtime failure (database unreachable, I/O error, ...)
+EXIT_USAGE = 2  # bad input: a missing path, a bad option, a bad config file
+EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM
+
+
+def exit_code(exc: DupfinderError) -> int:
+    """The exit code for a library error: 2 for bad input, 1 for everything else."""
+    return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
+
+
+@dataclass
+class Context:
+    """Options shared by every command."""
+
+    config: str | None = None
+    db_url: str | None = None
+    no_fallback: bool = False
+    host_label: str | None = None
+    verbose: int = 0
+    quiet: bool = False
+
+    def settings(self) -> Settings:
+        """The effective settings for this invocation (the command line's lookup order)."""
+        return load_settings(self.config, self.db_url, self.host_label)
+
+    def catalogue(self) -> Catalogue:
+        """Open the catalogue (with fallback unless ``--no-fallback``)."""
+        return Catalogue.open(config=self.settings(), fallback=not self.no_fallback,
+                              warn=self.warn)
+
+    @contextmanager
+    def opened(self) -> Iterator[Catalogue]:
+        """The catalogue for the length of a ``with`` block, closed afterwards."""
+        cat = self.catalogue()
+        try:
+            yield cat
+        finally:
+            cat.close()
+
+    def warn(self, line: str) -> None:
+        """One line to stderr (shown even with ``-q``: warnings matter)."""
+        click.echo(mask_secrets(line), err=True)
+
+    def info(self, line: str) -> None:
+        """A line to stderr unless ``-q``."""
+        if not self.quiet:
+            click.echo(mask_secrets(line), err=True)
+
+
+def _store(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        obj = ctx.ensure_object(Context)
+        if value not in (None, False, 0):
+            setattr(obj, name, value)
+        return value
+
+    return callback
+
+
+def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options accepted by the group and by every command (``dupfinder scan --db-url ...``)."""
+    opts = [
+        click.option("--config", "config", metavar="PATH", expose_value=False,
+                     callback=_store("config"), help="Config file (default: lookup order)."),
+        click.option("--db-url", metavar="URL", expose_value=False, callback=_store("db_url"),
+                     help="Database URL; overrides the config file and $DUPFINDER_DB_URL."),
+        click.option("--no-fallback", is_flag=True, expose_value=False,
+                     callback=_store("no_fallback"),
+                     help="Fail instead of falling back to SQLite when PostgreSQL is down."),
+        click.option("--host-label", metavar="NAME", expose_value=False,
+                     callback=_store("host_label"),
+                     help="Label for this machine's files (default: hostname)."),
+        click.option("-v", "--verbose", count=True, expose_value=False,
+                     callback=_store("verbose"),
+                     help="More detail (repeatable; -vv shows tracebacks of errors)."),
+        click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_store("quiet"),
+                     help="Only errors and results."),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def _raise_interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn every failure into one line on stderr and an exit code; never a traceback
+    (unless -vv). SIGTERM ends a command as Ctrl-C does, so scans and action runs record
+    themselves as interrupted."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        verbose = click.get_current_context().ensure_object(Context).verbose
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            return func(*args, **kwargs)
+        except DupfinderError as exc:
+            if verbose >= 2:
+                traceback.print_exc()
+            click.echo(f"dupfinder: error: {exc}", err=True)
+            sys.exit(exit_code(exc))
+        except KeyboardInterrupt:
+            click.echo("dupfinder: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except (click.exceptions.Exit, click.ClickException):
+            raise
+        except Exception as exc:  # noqa: BLE001 - last line of defence for the user
+            if verbose >= 2:
+                traceback.print_exc()
+            name = type(exc).__name__
+            click.echo(f"dupfinder: error: {name}: {one_line(exc)}", err=True)
+            sys.exit(EXIT_ERROR)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    return wrapper
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)

@@ -1,0 +1,98 @@
+"""Batching and the drivers' fast paths that every bulk statement shares.
+
+SQLAlchemy's per-row parameter handling cost more than the database's own work for the
+scanner's batches (profiled: ~0.5 s per 100k rows on SQLite), so bulk statements are compiled
+once by SQLAlchemy and then run with the driver's executemany or cursor.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from sqlalchemy import Select
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import Session
+
+STREAM_ROWS = 5000
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Split an iterable into lists of at most ``size`` items."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def signed64(n: int) -> int:
+    """Fold an unsigned 64-bit number (inode, device) into the signed BIGINT range."""
+    return n - (1 << 64) if n >= 1 << 63 else n
+
+
+def raw_cursor(session: Session) -> Any:
+    """A DB-API cursor on the session's own connection (inside its transaction)."""
+    return session.connection().connection.dbapi_connection.cursor()
+
+
+def stream_raw(session: Session, stmt: Select[Any]) -> Iterator[tuple[Any, ...]]:
+    """Stream the rows of ``stmt`` as plain tuples with the driver's cursor (server-side on
+    PostgreSQL): building SQLAlchemy rows cost twice the query itself for a 100k-file
+    rescan (measured 0.29-0.44 s against 0.16 s)."""
+    dialect = session.get_bind().dialect
+    compiled = stmt.compile(dialect=dialect)
+    dbapi = session.connection().connection.dbapi_connection
+    if dialect.name == "postgresql":
+        cursor = dbapi.cursor(name=f"dupfinder_stream_{id(stmt):x}")
+        cursor.itersize = STREAM_ROWS
+        cursor.execute(str(compiled), compiled.params)
+    else:
+        cursor = dbapi.cursor()
+        cursor.execute(str(compiled), [compiled.params[k] for k in compiled.positiontup or ()])
+    try:
+        while rows := cursor.fetchmany(STREAM_ROWS):
+            yield from rows
+    finally:
+        cursor.close()
+
+
+def sqlite_executemany(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> None:
+    """Run ``stmt`` (compiled by SQLAlchemy) for ``rows`` with the sqlite3 driver's own
+    executemany on the session's connection."""
+    sql, keys, processors = _sqlite_compiled(stmt, tuple(rows[0]))
+    if processors:
+        # a batch shares its timestamps: convert each distinct value once, not per row
+        memo: dict[tuple[int, Any], Any] = {}
+
+        def conv(i: int, value: Any) -> Any:
+            key = (i, value)
+            if key not in memo:
+                memo[key] = processors[i](value)
+            return memo[key]
+
+        data = [tuple(conv(i, r[k]) if processors[i] else r[k] for i, k in enumerate(keys))
+                for r in rows]
+    else:
+        data = [tuple(r[k] for k in keys) for r in rows]
+    cursor = raw_cursor(session)
+    try:
+        cursor.executemany(sql, data)
+    finally:
+        cursor.close()
+
+
+@functools.cache
+def _sqlite_compiled(stmt: Any, keys: tuple[str, ...]) -> tuple[str, tuple[str, ...], list[Any]]:
+    """SQL with ``?`` placeholders, the parameter order, and each parameter's bind
+    processor (e.g. datetimes to SQLAlchemy's SQLite text format), or [] if none has one."""
+    dialect = sqlite.dialect()
+    compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
+    order = tuple(compiled.positiontup or ())
+    procs = [compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+             for name in order]
+    return str(compiled), order, procs if any(procs) else []
