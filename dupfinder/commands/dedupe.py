@@ -22,7 +22,8 @@ RUN_ID = click.IntRange(1, 2**63 - 1)
               help="What to do with each duplicate.")
 @click.option("--to", "to_dir", default=None, metavar="DIR",
               help="Folder for --action move (files keep their full path below it).")
-@click.option("--keep", type=click.Choice([k.value for k in KeepPolicy]), default="oldest", show_default=True,
+@click.option("--keep", type=click.Choice([k.value for k in KeepPolicy]), default="oldest",
+              show_default=True,
               help="Which copy of each group stays.")
 @click.option("--prefer", multiple=True, metavar="PATH",
               help="Keep copies under this folder first (repeatable, in order).")

@@ -32,7 +32,8 @@ def _filters(f):  # type: ignore[no-untyped-def]
 @_filters
 @click.option("-f", "--format", "fmt", type=click.Choice(formats.FORMATS), default="text",
               show_default=True, help="Output format.")
-@click.option("--sort", type=click.Choice([s.value for s in GroupSort]), default="wasted", show_default=True,
+@click.option("--sort", type=click.Choice([s.value for s in GroupSort]), default="wasted",
+              show_default=True,
               help="Order of the groups.")
 @common_options
 @pass_ctx
