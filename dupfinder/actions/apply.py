@@ -124,15 +124,23 @@ def apply(db: Database, host: str, plan: Plan,
                 state = _one(db, host, entry_id, p, target, linked, run)
                 if progress:
                     progress(p, state)
+            _finish_complete(db, run_id)
         except BaseException as exc:
             status = RunStatus.INTERRUPTED if isinstance(exc, KeyboardInterrupt) \
                 else RunStatus.FAILED
             recover.close_run_quietly(db, run_id, status)
             raise
-        with db.session() as s:
-            journal.finish_run(s, run_id, RunStatus.COMPLETE)
-            s.commit()
     return run
+
+
+def _finish_complete(db: Database, run_id: int) -> None:
+    """Record the run ``complete``. Called inside the run's ``try`` because recording it
+    can fail too (or be cut short by Ctrl-C / SIGTERM): the run is then closed ``failed``
+    (``interrupted``) at once, instead of staying ``running`` until a later command finds
+    it dead."""
+    with db.session() as s:
+        journal.finish_run(s, run_id, RunStatus.COMPLETE)
+        s.commit()
 
 
 def _new_entry(p: Planned, to_dir: str | None) -> journal.NewEntry:

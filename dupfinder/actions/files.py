@@ -56,6 +56,7 @@ def temp_beside(path: str, tag: int | str) -> str:
 def prove_distinct(dup: str, kept: str, tag: int | str) -> None:
     """Raise :class:`Skip` unless ``dup`` and ``kept`` are shown to be two files."""
     before = os.stat(kept)
+    _refuse_same_inode_elsewhere(os.stat(dup), before)
     probe = temp_beside(dup, f"probe-{tag}")
     try:
         os.link(dup, probe)
@@ -67,6 +68,18 @@ def prove_distinct(dup: str, kept: str, tag: int | str) -> None:
     finally:
         os.unlink(probe)
     if after.st_nlink != before.st_nlink:
+        raise Skip("the copy that stays is this same file seen through another mount")
+
+
+def _refuse_same_inode_elsewhere(st: os.stat_result, kst: os.stat_result) -> None:
+    """Skip two paths on different devices with the same inode number, size, mtime and
+    ctime: one file seen through another mount (an overlay shows a lower file that was not
+    copied up this way). Needed before the hard-link probe, because probing through an
+    overlay copies the file up first: the merged path then looked distinct from its own
+    lower file, and deleting it left a whiteout hiding the file in the merged view. A copy
+    cannot share the ctime (it cannot be set), so only real copies go on to the probe."""
+    if (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) == (
+            kst.st_ino, kst.st_size, kst.st_mtime_ns, kst.st_ctime_ns):
         raise Skip("the copy that stays is this same file seen through another mount")
 
 

@@ -21,7 +21,6 @@ from dupfinder.db.engine import Database
 from dupfinder.db.journal import EntryRecord
 from dupfinder.db.locks import action_lock
 from dupfinder.errors import SafetyError, UsageError
-from dupfinder.paths import for_message
 from dupfinder.states import Action, EntryState, RunStatus
 
 
@@ -159,7 +158,3 @@ def _undo_one(db: Database, host: str, entry: EntryRecord, result: UndoResult) -
             result.restored_bytes += entry.size
         s.commit()
 
-
-def describe_failure(path: str, why: str) -> str:
-    """One line for a file that could not be restored."""
-    return f"not restored {for_message(path)}: {why}"

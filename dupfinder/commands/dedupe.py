@@ -68,6 +68,9 @@ def dedupe_cmd(ctx: Context, paths: tuple[str, ...], action: str, to_dir: str | 
         ctx.warn(f"failed {for_message(path)}: {why}")
     click.echo(f"run {run.id}: {run.done} done, {len(run.skipped)} skipped, "
                f"{len(run.failed)} failed; {human_size(run.reclaimed)} reclaimed")
+    if run.skipped:
+        click.echo("skipped: " + "; ".join(
+            f"{n} {why}" for why, n in run.skipped_by_reason().most_common()))
     if run.failed:
         sys.exit(1)
 
@@ -89,7 +92,8 @@ def undo_cmd(ctx: Context, run_id: int | None) -> None:
     for path, why in result.not_restored:
         click.echo(f"not restored {for_message(path)}: {why}")
     click.echo(f"run {result.run_id}: {len(result.restored)} restored, "
-               f"{len(result.not_restored)} could not be restored")
+               f"{len(result.not_restored)} could not be restored; "
+               f"{human_size(result.restored_bytes)} restored")
     if result.not_restored:
         sys.exit(1)
 

@@ -201,8 +201,10 @@ def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
     check_options(options)
     roots = resolve_roots(paths)
     if db.backend == "sqlite" and db.url.database:
-        base = os.path.abspath(db.url.database)
-        own = frozenset(base + suffix for suffix in ("", "-wal", "-shm", "-journal"))
+        # the catalogue itself, reached by the path given or through symbolic links
+        bases = {os.path.abspath(db.url.database), os.path.realpath(db.url.database)}
+        own = frozenset(base + suffix for base in bases
+                        for suffix in ("", "-wal", "-shm", "-journal"))
         options = replace(options, walk=replace(options.walk, skip_paths=own))
     tag = algorithm_tag(options.algorithm, options.prefix_size)
     bars = _Bars(options.progress)
@@ -288,7 +290,7 @@ def _walk_and_sync(db: Database, host: str, roots: list[str], options: ScanOptio
                 yield entry
 
         summary.sync = sync(db, host, roots, entries(), summary.scan_id, now,
-                            options.batch_size, lambda: problems.unreadable_dirs,
+                            options.batch_size, lambda: problems.unreadable,
                             progress=written.update)
     summary.problems.extend(problems.errors)
     summary.skipped_links = problems.skipped_links

@@ -49,7 +49,9 @@ class WalkProblems:
     """What the walk could not look at, with the reason, for the summary and ``-v``."""
 
     errors: list[tuple[str, str]] = field(default_factory=list)
-    unreadable_dirs: list[str] = field(default_factory=list)
+    # folders that could not be listed and entries that could not be looked at: their
+    # catalogue rows are kept, since what could not be seen was not seen to be gone
+    unreadable: list[str] = field(default_factory=list)
     skipped_links: int = 0
 
     def add(self, path: str, exc: OSError | str) -> None:
@@ -107,7 +109,7 @@ def _walk_dir(root: str, root_dev: int, opts: WalkOptions, problems: WalkProblem
             it = os.scandir(folder)
         except OSError as exc:
             problems.add(folder, exc)
-            problems.unreadable_dirs.append(folder)
+            problems.unreadable.append(folder)
             continue
         subdirs: list[str] = []
         with it:
@@ -118,7 +120,7 @@ def _walk_dir(root: str, root_dev: int, opts: WalkOptions, problems: WalkProblem
                     break
                 except OSError as exc:  # folder vanished or became unreadable mid-listing
                     problems.add(folder, exc)
-                    problems.unreadable_dirs.append(folder)
+                    problems.unreadable.append(folder)
                     break
                 name = entry.name
                 path = entry.path
@@ -144,8 +146,12 @@ def _walk_dir(root: str, root_dev: int, opts: WalkOptions, problems: WalkProblem
                     else:
                         st = entry.stat(follow_symlinks=False)
                         mode = st.st_mode
-                except OSError as exc:  # vanished between listing and stat
+                except OSError as exc:  # vanished between listing and stat, or hidden
                     problems.add(path, exc)
+                    if not isinstance(exc, FileNotFoundError):
+                        # e.g. a folder that can be listed but not entered (mode 644):
+                        # its files are there, only their metadata cannot be read
+                        problems.unreadable.append(path)
                     continue
                 if stat.S_ISDIR(mode):
                     if opts.max_depth is not None and depth >= opts.max_depth:
