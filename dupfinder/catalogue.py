@@ -239,7 +239,9 @@ class Catalogue:
         return _undo.undo(self.db, self.host, run_id)
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
-        """This host's latest dedupe runs, newest first."""
+        """This host's latest dedupe runs, newest first (a run whose process died is shown
+        ``interrupted``)."""
+        recover.close_dead_runs_if_idle(self.db, self.host)
         with self.db.session() as s:
             return _journal.runs(s, self.host, limit)
 

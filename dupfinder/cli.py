@@ -5,35 +5,65 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
+from click.shell_completion import get_completion_class
 
 from dupfinder import __version__
 from dupfinder.commands import dedupe, query, scan
 from dupfinder.commands.base import (
+    EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     Context,
     common_options,
     handle_errors,
     pass_ctx,
+    stdout_to_devnull,
 )
 from dupfinder.errors import mask_secrets, quiet_library_logs
 
+PROG_NAME = "dupfinder"
+COMPLETE_VAR = "_DUPFINDER_COMPLETE"  # what click reads: _{PROG_NAME}_COMPLETE
+SHELLS = ("bash", "zsh", "fish")
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="dupfinder")
+
+class _StdoutClosed(Exception):  # noqa: N818 - not an error: the reader went away
+    """stdout's reader went away (EPIPE). Carries a :class:`BrokenPipeError` past click's
+    own handling of it (which, outside standalone mode, exits 1) to :func:`main`."""
+
+
+class _Group(click.Group):
+    """The root group: a closed stdout anywhere below it (``--help`` included) reaches
+    :func:`main` as :class:`_StdoutClosed`."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError as exc:
+            raise _StdoutClosed from exc
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            raise _StdoutClosed from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name=PROG_NAME)
 @common_options
 def cli() -> None:
     """dupfinder: find duplicate files and keep every scan in a database."""
 
 
-@cli.group("config")
+@cli.group("config", short_help="Inspect the configuration.")
 def config_group() -> None:
     """Inspect the configuration."""
 
 
-@config_group.command("show")
+@config_group.command("show", short_help="Print the settings in effect and where each came from.")
 @common_options
 @pass_ctx
 @handle_errors
@@ -45,16 +75,67 @@ def config_show(ctx: Context) -> None:
         click.echo(f"{row.key.ljust(width)}  {row.value}  [{row.source}]")
 
 
+@cli.command("completion", short_help="Print the shell completion script (bash, zsh, fish).")
+@click.argument("shell", type=click.Choice(SHELLS))
+def completion_cmd(shell: str) -> None:
+    """Print the completion script for SHELL: the one click generates for
+    ``_DUPFINDER_COMPLETE=SHELL_source dupfinder``. To install it:
+
+    \b
+    bash: echo 'eval "$(dupfinder completion bash)"' >> ~/.bashrc
+    zsh:  echo 'eval "$(dupfinder completion zsh)"' >> ~/.zshrc
+    fish: dupfinder completion fish > ~/.config/fish/completions/dupfinder.fish
+    """
+    comp_cls = get_completion_class(shell)
+    assert comp_cls is not None  # click knows every shell in SHELLS
+    # as click writes it (bytes: no CRLF on Windows, and no extra newline)
+    click.echo(comp_cls(cli, {}, PROG_NAME, COMPLETE_VAR).source().encode(), nl=False)
+
+
 for command in (scan.scan_cmd, query.dupes_cmd, query.stats_cmd, query.report_cmd,
                 dedupe.dedupe_cmd, dedupe.undo_cmd, dedupe.journal_cmd):
     cli.add_command(command)
 
+# dupfinder/commands/dedupe.py's docstrings are longer than a line of ``--help``, which
+# would cut them ("... one..."): their one-line summaries
+dedupe.dedupe_cmd.short_help = "Plan, and with --apply make, one action per duplicate."
+dedupe.undo_cmd.short_help = "Reverse the actions of a dedupe run."
+dedupe.journal_cmd.short_help = "List this host's dedupe runs, or one run's entries."
+
+
+def _flush_stdout() -> None:
+    """Flush stdout now, so that a closed pipe fails here and not at interpreter exit."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except ValueError:  # already closed
+        pass
+
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point; ``argv`` defaults to ``sys.argv[1:]``."""
+    """Console-script entry point; ``argv`` defaults to ``sys.argv[1:]``.
+
+    A reader that closes stdout early (``dupfinder dupes | head -1``) ends the run quietly
+    with exit status 141 (128 + SIGPIPE, what a shell reports for tools killed by SIGPIPE):
+    nothing on stderr, and stdout points at /dev/null so the flush at exit cannot fail."""
     quiet_library_logs()
     try:
-        cli.main(args=argv, prog_name="dupfinder", standalone_mode=False)
+        try:
+            _run(argv)
+        finally:
+            _flush_stdout()
+    except (BrokenPipeError, _StdoutClosed):
+        stdout_to_devnull()
+        sys.exit(EXIT_BROKEN_PIPE)
+
+
+def _run(argv: list[str] | None) -> None:
+    try:
+        cli.main(args=argv, prog_name=PROG_NAME, standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        # bare ``dupfinder`` (or ``dupfinder config``) asks for help: it is no error
+        click.echo(exc.ctx.get_help())
+        sys.exit(0)
     except click.exceptions.Abort:
         click.echo("dupfinder: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)

@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from dupfinder.errors import ConfigError, register_secret
-from dupfinder.paths import absolute
+from dupfinder.paths import absolute, for_message
 
 APP_NAME = "dupfinder"
 ENV_CONFIG = "DUPFINDER_CONFIG"
@@ -80,6 +80,31 @@ class Settings:
     config_file: Path | None
     url_override: URL | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    url_text: str | None = None  # the override as the user gave it (for messages)
+
+    @property
+    def url_source(self) -> str | None:
+        """Where an explicit database URL came from (``--db-url`` or ``$DUPFINDER_DB_URL``);
+        None when the URL is built from the config file or the built-in defaults."""
+        if self.url_override is None:
+            return None
+        return self.sources.get("db_url", "--db-url")
+
+    @property
+    def url_as_given(self) -> str | None:
+        """The explicit database URL as the user typed it, password masked (None: no
+        explicit URL)."""
+        if self.url_override is None:
+            return None
+        return mask_url(self.url_text) if self.url_text else mask_url(self.url_override)
+
+    @property
+    def fallback_allowed(self) -> bool:
+        """Whether an unreachable server may be replaced by the fallback SQLite file: only
+        the configured default server (config file or built-in default) with
+        ``fallback.enabled``. A database named explicitly (``--db-url``,
+        ``$DUPFINDER_DB_URL``, ``Catalogue.open(url)``) is never swapped for another."""
+        return self.url_override is None and bool(self.fallback["enabled"])
 
     @property
     def backend(self) -> str:
@@ -112,23 +137,49 @@ class Settings:
 
     def show(self) -> list[Setting]:
         """The settings for ``dupfinder config show``, each with its source; password
-        masked."""
+        masked. What is shown is what is in effect: when ``--db-url`` (or
+        ``$DUPFINDER_DB_URL``) names the database, the ``database.*`` rows it decides show
+        the URL's values and the rows it replaces (and the fallback) say they are not used."""
         rows: list[Setting] = []
         rows.append(Setting("config_file", str(self.config_file or "(none)"), "lookup"))
-        if self.url_override is not None:
-            rows.append(Setting("db_url", mask_url(self.url_override), self.sources["db_url"]))
+        override, via = self.url_override, self.url_source
+        if override is not None:
+            rows.append(Setting("db_url", str(self.url_as_given), str(via)))
+        from_url = _url_values(override) if override is not None else {}
         for key in DATABASE_KEYS:
-            value = self.database[key]
+            source = self.sources[f"database.{key}"]
+            if key in from_url:
+                value, source = from_url[key], str(via)
+            else:
+                value = self.database[key]
+                if override is not None and key in _URL_KEYS:
+                    source = f"{source}; not used with {via}"
             if key == "password" and value:
                 value = "***"
-            rows.append(Setting(f"database.{key}", _fmt(value), self.sources[f"database.{key}"]))
+            rows.append(Setting(f"database.{key}", _fmt(value), source))
         for key in FALLBACK_KEYS:
-            rows.append(Setting(
-                f"fallback.{key}", _fmt(self.fallback[key]), self.sources[f"fallback.{key}"])
-            )
+            source = self.sources[f"fallback.{key}"]
+            if override is not None:
+                source = f"{source}; not used with {via} (no fallback)"
+            elif self.backend == "sqlite":
+                source = f"{source}; not used: the backend is sqlite"
+            rows.append(Setting(f"fallback.{key}", _fmt(self.fallback[key]), source))
         rows.append(Setting("host_label", self.host_label, self.sources["host_label"]))
         rows.append(Setting("effective_url", mask_url(self.url()), "computed"))
         return rows
+
+
+# the database.* keys a URL decides (all of them are replaced by a --db-url)
+_URL_KEYS = ("backend", "host", "port", "user", "password", "database", "sqlite_path")
+
+
+def _url_values(url: URL) -> dict[str, Any]:
+    """The ``database.*`` values a URL sets (only those of its backend)."""
+    if backend_of(url) == "sqlite":
+        return {"backend": "sqlite", "sqlite_path": url.database}
+    return {"backend": "postgresql", "host": url.host or "(local socket)",
+            "port": url.port or 5432, "user": url.username, "password": url.password,
+            "database": url.database}
 
 
 def _fmt(value: Any) -> str:
@@ -161,28 +212,53 @@ def mask_url(url: URL | str) -> str:
 
 def _mask_text(text: str) -> str:
     """Mask the password of a URL that does not parse, so an error can still show what the
-    user typed (``scheme://user:***@host...``); ``(invalid URL)`` if it looks like no URL."""
-    if "://" not in text:
-        return "(invalid URL)"
-    scheme, _, rest = text.partition("://")
+    user typed (``scheme://user:***@host...``, or ``user:***@host...`` without a scheme)."""
+    scheme, sep, rest = text.rpartition("://")
+    if not sep:
+        scheme, rest = "", text
     userinfo, at, hostpart = rest.rpartition("@")
     if at and ":" in userinfo:
         rest = f"{userinfo.partition(':')[0]}:***@{hostpart}"
-    return f"{scheme}://{rest}"
+    return f"{scheme}{sep}{rest}"
+
+
+def looks_like_path(text: str) -> bool:
+    """Whether a ``--db-url`` value is a plain SQLite file path rather than a URL: it starts
+    with ``/``, ``~`` or ``.``, or it holds no ``:`` and has a folder or a file extension
+    (``catalogue.db``, ``data/cat``). A bare word (``file_hashes``, ``not a url``) is more
+    likely a mistake than a file name: write ``./file_hashes`` to mean the file."""
+    if "://" in text:
+        return False
+    if text.startswith(("/", "~", ".")):
+        return True
+    return ":" not in text and ("/" in text or bool(os.path.splitext(text)[1]))
 
 
 def parse_db_url(text: str, source: str) -> URL:
-    """Parse and check a database URL given by the user; errors name the source."""
+    """Parse and check a database URL given by the user; errors name the source.
+
+    ``postgres://`` (the Heroku/libpq spelling) means ``postgresql://``; a plain path
+    (absolute, relative or ``~``) means a SQLite file."""
+    if not text.strip():
+        raise ConfigError(f"{source}: the database URL is empty")
+    if looks_like_path(text):
+        return sqlite_url(text)
     try:
         url = make_url(text)
     except (ArgumentError, ValueError) as exc:
         # SQLAlchemy converts the port with int(): ``host:notaport`` is a ValueError
-        why = "; the port must be a number" if isinstance(exc, ValueError) else ""
+        why = ("the port must be a number" if isinstance(exc, ValueError) else
+               "expected postgresql://user@host/database, sqlite:///path.db or a file path "
+               "such as ./catalogue.db")
         raise ConfigError(
-            f"{source}: not a valid database URL ({mask_url(text)}){why}"
+            f"{source}: not a valid database URL: '{mask_url(text)}' ({why})"
         ) from exc
+    register_secret(url.password if isinstance(url.password, str) else None)
     backend = url.get_backend_name()
     driver = url.drivername.partition("+")[2]
+    if backend == "postgres":  # libpq's and Heroku's name for the scheme
+        backend = "postgresql"
+        url = url.set(drivername="postgresql" + (f"+{driver}" if driver else ""))
     if backend == "postgresql":
         if driver not in ("", "psycopg2"):
             raise ConfigError(
@@ -191,12 +267,15 @@ def parse_db_url(text: str, source: str) -> URL:
             )
         url = url.set(drivername="postgresql+psycopg2")
         if not url.database:
-            raise ConfigError(f"{source}: the PostgreSQL URL names no database")
+            raise ConfigError(
+                f"{source}: the PostgreSQL URL {mask_url(text)} names no database "
+                "(add /DATABASE at the end)"
+            )
         # libpq rejects such a port before connecting, which would otherwise look like an
         # unreachable server and fall back to SQLite; port 0 would silently mean 5432
         if url.port is not None and not 0 < url.port < 65536:
             raise ConfigError(
-                f"{source}: port {url.port} is out of range (1-65535) in {mask_url(url)}"
+                f"{source}: port {url.port} is out of range (1-65535) in {mask_url(text)}"
             )
     elif backend == "sqlite":
         if driver not in ("", "pysqlite"):
@@ -204,14 +283,14 @@ def parse_db_url(text: str, source: str) -> URL:
         if not url.database or url.database == ":memory:":
             raise ConfigError(
                 f"{source}: an in-memory SQLite database cannot hold a catalogue; "
-                "give a file path (sqlite:////abs/path.db)"
+                "give a file path (sqlite:////abs/path.db, or just the path)"
             )
         url = sqlite_url(url.database)
     else:
         raise ConfigError(
-            f"{source}: unsupported database '{backend}' (dupfinder supports postgresql and sqlite)"
+            f"{source}: unsupported database '{backend}' in {mask_url(text)} (dupfinder "
+            "supports postgresql and sqlite)"
         )
-    register_secret(url.password if isinstance(url.password, str) else None)
     return url
 
 
@@ -221,9 +300,11 @@ def find_config_file(explicit: str | None, cwd: Path | None = None) -> tuple[Pat
         if given:
             path = Path(given).expanduser()
             if path.is_dir():
-                raise ConfigError(f"{how}: {path} is a folder; give the config file itself")
+                raise ConfigError(
+                    f"{how}: {for_message(given)} is a folder; give the config file itself"
+                )
             if not path.is_file():
-                raise ConfigError(f"{how}: no such file: {path}")
+                raise ConfigError(f"{how}: no such file: {for_message(given)}")
             return path, how
     local = (cwd or Path.cwd()) / "config.json"
     if _is_file(local):
@@ -377,11 +458,13 @@ def load_settings(
         label, sources["host_label"] = socket.gethostname(), "hostname"
 
     override: URL | None = None
-    if db_url:
-        override = parse_db_url(db_url, "--db-url")
+    url_text: str | None = None
+    if db_url is not None:
+        override, url_text = parse_db_url(db_url, "--db-url"), db_url
         sources["db_url"] = "--db-url"
     elif lookup and os.environ.get(ENV_DB_URL):
-        override = parse_db_url(os.environ[ENV_DB_URL], f"${ENV_DB_URL}")
+        url_text = os.environ[ENV_DB_URL]
+        override = parse_db_url(url_text, f"${ENV_DB_URL}")
         sources["db_url"] = f"${ENV_DB_URL}"
     return Settings(
         database=database,
@@ -390,4 +473,5 @@ def load_settings(
         config_file=path,
         url_override=override,
         sources=sources,
+        url_text=url_text,
     )

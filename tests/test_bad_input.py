@@ -271,7 +271,7 @@ def test_unreachable_with_fallback_is_one_warning_and_works(env: Env, cli) -> No
     assert res.code == 0
     warning = res.err.strip().splitlines()
     assert len(warning) == 1 and "falling back to SQLite at" in warning[0]
-    assert "duplicates: 1 groups" in res.out
+    assert "duplicates: 1 group," in res.out
 
 
 def test_a_failed_command_loses_nothing_recorded(env: Env, cli) -> None:
@@ -280,7 +280,7 @@ def test_a_failed_command_loses_nothing_recorded(env: Env, cli) -> None:
     assert cli("scan", str(env.tmp / "missing"), "--db-url", env.sqlite).code == 2
     res = cli("scan", str(env.tree), "--db-url", env.sqlite)
     assert "files: 2 seen, 0 new, 0 changed, 2 unchanged" in res.out
-    assert "duplicates: 1 groups" in res.out
+    assert "duplicates: 1 group," in res.out
 
 
 def test_files_vanishing_during_walk_and_hashing_are_counted(env: Env, cli,

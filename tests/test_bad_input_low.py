@@ -164,7 +164,7 @@ def test_read_only_sqlite_catalogue_serves_reading_commands(shared_tmp: Path, cl
     folder.chmod(0o555)
 
     code, out, err = as_unprivileged(lambda: _run_captured(["dupes", "--db-url", url]))
-    assert (code, err) == (0, "1 groups, 3 B wasted\n"), err
+    assert (code, err) == (0, "1 group, 3 B wasted\n"), err
     assert f"{tree}/a" in out and f"{tree}/b" in out
 
     code, out, err = as_unprivileged(lambda: _run_captured(["stats", "--db-url", url]))

@@ -91,8 +91,8 @@ def test_outputs_tell_an_undecodable_byte_from_a_backslash(cli, db_url: str, tmp
     assert res.code == 0, res.err
 
     text = cli("dupes", "--db-url", db_url).out
-    assert f": {root}/a\\xff.txt\n" in text
-    assert f": {root}/a\\\\xff.txt\n" in text
+    assert f"  {root}/a\\xff.txt\n" in text
+    assert f"  {root}/a\\\\xff.txt\n" in text
 
     js = json.loads(cli("dupes", "--db-url", db_url, "-f", "json").out)
     files = {f["path"]: f for f in js["groups"][0]["files"]}
@@ -143,7 +143,7 @@ def test_text_output_escapes_controls_and_bidi(cli, db_url: str, tmp_path: Path)
     res = cli("dupes", "--db-url", db_url)
     assert res.code == 0, res.err
     for shown in names.values():
-        assert f": {root}/{shown}\n" in res.out
+        assert f"  {root}/{shown}\n" in res.out
     lines = res.out.splitlines()
     assert len(lines) == 1 + len(names) + 1  # header, one line per file, blank
     assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
@@ -226,7 +226,7 @@ def test_scan_report_of_a_non_utf8_root(cli, db_url: str, tmp_path: Path) -> Non
     out = tmp_path / "out.html"
     res = cli("scan", root, "--db-url", db_url, "-p", "1", "--report", out)
     assert res.code == 0, res.err
-    assert "duplicates: 1 groups, 2 files" in res.out
+    assert "duplicates: 1 group, 2 files" in res.out
     html = out.read_text("utf-8")
     shown = display(root)
     assert shown.endswith("/r\\xe9")

@@ -17,6 +17,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 HOSTILE = "<img src=x onerror=alert(1)>.txt"
+FOTOS = "Fotos été 2024"  # a folder name with spaces and a non-ASCII character
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +35,15 @@ def browser() -> Iterator[object]:
 @pytest.fixture
 def report(tmp_path: Path) -> Path:
     root = tmp_path / "tree"
-    write(root / "photos/a.jpg", blob(1, 90_000))
-    write(root / "backup/a.jpg", blob(1, 90_000))
-    write(root / "docs/notes.txt", "same words\n")
-    write(root / "old/notes.txt", "same words\n")
+    # modification times fix which copy the default policy ("oldest") keeps: photos/a.jpg,
+    # although backup/a.jpg comes first by path
+    for name, mtime in (("photos/a.jpg", 1_600_000_000), ("backup/a.jpg", 1_700_000_000)):
+        os.utime(write(root / name, blob(1, 90_000)), (mtime, mtime))
+    for name, mtime in (("docs/notes.txt", 1_500_000_000), ("old/notes.txt", 1_500_000_001)):
+        os.utime(write(root / name, "same words\n"), (mtime, mtime))
+    for name, mtime in ((f"{FOTOS}/bild ü.jpg", 1_400_000_000),
+                        (f"{FOTOS}/copies/bild ü.jpg", 1_700_000_000)):
+        os.utime(write(root / name, blob(2, 5000)), (mtime, mtime))
     write(root / "evil" / HOSTILE, "hostile twin")
     write(root / "evil" / "twin.txt", "hostile twin")
     (root / "evil/<").mkdir()
@@ -82,10 +88,10 @@ def visible_paths(pg) -> list[str]:  # type: ignore[no-untyped-def]
 
 def test_opens_without_errors_and_pages(page) -> None:  # type: ignore[no-untyped-def]
     assert page.problems == []
-    assert page.locator("#count").inner_text().startswith("134 groups")
+    assert page.locator("#count").inner_text().startswith("135 groups")
     assert page.locator("#results tr.group").count() == 100  # one page of 100
     page.click("#next")
-    assert page.locator("#results tr.group").count() == 34
+    assert page.locator("#results tr.group").count() == 35
     assert page.locator("#page").inner_text() == "page 2 of 2"
 
 

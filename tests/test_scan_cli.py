@@ -70,7 +70,7 @@ def test_summary_and_quiet(cli, tmp_path: Path, db_url: str) -> None:
     write(tmp_path / "t/b", "dup")
     res = cli("scan", str(tmp_path / "t"), "--db-url", db_url, "-p", "1")
     assert res.code == 0, res.err
-    assert "duplicates: 1 groups, 2 files, 3 B wasted" in res.out
+    assert "duplicates: 1 group, 2 files, 3 B wasted" in res.out
     assert "files: 2 seen, 2 new" in res.out
     quiet = cli("-q", "scan", str(tmp_path / "t"), "--db-url", db_url)
     assert quiet.code == 0 and quiet.out == "" and quiet.err == ""
@@ -84,7 +84,7 @@ def test_verbose_lists_problems_with_printable_names(cli, tmp_path: Path) -> Non
               f"sqlite:///{tmp_path / 'c.db'}")
     assert res.code == 0
     assert "bro\\xffken: broken symlink" in res.err
-    assert "1 errors" in res.out
+    assert "1 error " in res.out
 
 
 def _assert_no_process_mentions(text: str, timeout: float = 5) -> None:

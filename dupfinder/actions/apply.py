@@ -85,9 +85,9 @@ def act(p: Planned, to_dir: str | None, tag: int) -> str | None:
     if p.action == Action.DELETE:
         os.unlink(p.path)
     elif p.action == Action.TRASH:
+        st = os.lstat(p.path)
         send2trash.send2trash(p.path)
-        found = find_in_trash(p.path)
-        return str(found[0].stored) if found else None
+        return trashed_as(p, st)
     elif p.action == Action.HARDLINK:
         replace_with_link(p.path, p.kept, symbolic=False, tag=tag)
     elif p.action == Action.SYMLINK:
@@ -97,6 +97,31 @@ def act(p: Planned, to_dir: str | None, tag: int) -> str | None:
         return move_file(p.path, to_dir, tag)
     else:
         raise ValueError(f"unknown action {p.action!r}")
+    return None
+
+
+def trashed_as(p: Planned, st: os.stat_result) -> str | None:
+    """Where send2trash put the file ``st`` was taken of (before trashing it).
+
+    Not simply the newest trashed copy of its path: the trash records deletions to the
+    second, so another run's copy of the same path trashed in the same second could be
+    taken, and ``undo`` would then restore that other file. send2trash renames within a
+    file system, so the file keeps its inode; a copy to the home trash from another file
+    system is known by its content, equal to the copy that stays."""
+    found = find_in_trash(p.path)
+    for t in found:
+        try:
+            tst = os.lstat(t.stored)
+        except OSError:
+            continue
+        if (tst.st_dev, tst.st_ino) == (st.st_dev, st.st_ino):
+            return str(t.stored)
+    for t in found:
+        try:
+            if os.path.getsize(t.stored) == p.size and same_content(str(t.stored), p.kept):
+                return str(t.stored)
+        except OSError:
+            continue
     return None
 
 

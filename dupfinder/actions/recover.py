@@ -132,11 +132,34 @@ def _effect(run: RunRecord, e: EntryRecord) -> tuple[EntryState, str | None, str
     if present:
         return not_done
     if e.action == Action.TRASH:
-        found = find_in_trash(e.path, run.started_at)
+        found = _own_trashed_copy(run, e)
         if found:
-            return EntryState.DONE, "found done after the run ended", str(found[0].stored)
+            return EntryState.DONE, "found done after the run ended", found
         return EntryState.FAILED, "gone from its place and not found in the trash", None
     return EntryState.DONE, "found done after the run ended", None  # delete
+
+
+def _own_trashed_copy(run: RunRecord, e: EntryRecord) -> str | None:
+    """The copy of ``e.path`` in the trash that this entry put there, newest first among
+    those trashed since the run started.
+
+    Not simply the newest: a later run may have trashed a new file of the same path before
+    this run was read back, and ``undo`` would then restore that other file. Ours has the
+    entry's size and mtime (trashing keeps them) and, while the copy that stayed is still
+    there, its content."""
+    kept_ok = os.path.isfile(e.kept) and os.path.getsize(e.kept) == e.size
+    for t in find_in_trash(e.path, run.started_at):
+        try:
+            st = os.lstat(t.stored)
+            if st.st_size != e.size or (e.mtime_ns is not None
+                                        and st.st_mtime_ns != e.mtime_ns):
+                continue
+            if kept_ok and not same_content(str(t.stored), e.kept):
+                continue
+        except OSError:
+            continue
+        return str(t.stored)
+    return None
 
 
 def reconcile(db: Database, host: str, run: RunRecord) -> int:

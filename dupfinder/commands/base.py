@@ -4,13 +4,15 @@ and the one place where library errors become a line on stderr and an exit code.
 from __future__ import annotations
 
 import functools
+import io
+import os
 import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -22,6 +24,7 @@ from dupfinder.errors import DupfinderError, UsageError, mask_secrets, one_line
 EXIT_ERROR = 1  # a runtime failure (database unreachable, I/O error, ...)
 EXIT_USAGE = 2  # bad input: a missing path, a bad option, a bad config file
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader closed stdout early (``| head``)
 
 
 def exit_code(exc: DupfinderError) -> int:
@@ -87,7 +90,8 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Database URL; overrides the config file and $DUPFINDER_DB_URL."),
         click.option("--no-fallback", is_flag=True, expose_value=False,
                      callback=_store("no_fallback"),
-                     help="Fail instead of falling back to SQLite when PostgreSQL is down."),
+                     help="Fail instead of falling back to SQLite when the configured "
+                          "PostgreSQL server is down (a --db-url never falls back)."),
         click.option("--host-label", metavar="NAME", expose_value=False,
                      callback=_store("host_label"),
                      help="Label for this machine's files (default: hostname)."),
@@ -125,8 +129,8 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("dupfinder: interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
-        except (click.exceptions.Exit, click.ClickException):
-            raise
+        except (click.exceptions.Exit, click.ClickException, BrokenPipeError):
+            raise  # a closed stdout is handled once, in cli.main
         except Exception as exc:  # noqa: BLE001 - last line of defence for the user
             if verbose >= 2:
                 traceback.print_exc()
@@ -137,6 +141,38 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def stdout_to_devnull() -> None:
+    """After EPIPE on stdout: point file descriptor 1 at /dev/null, so that what is still
+    buffered (and the flush at interpreter exit) goes nowhere instead of failing again, as
+    Python's documentation on SIGPIPE recommends."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return  # not a real file (tests capture into memory): nothing will flush to fd 1
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+@contextmanager
+def utf8_stdout() -> Iterator[TextIO]:
+    """stdout as UTF-8 text with ``\n`` line ends whatever the locale, for streaming many
+    lines; always detached from ``sys.stdout.buffer`` afterwards, a closed pipe included."""
+    out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="",
+                           line_buffering=False, write_through=False)
+    try:
+        yield out
+        out.flush()
+    except BrokenPipeError:
+        stdout_to_devnull()  # so that detach()'s flush cannot fail again
+        raise
+    finally:
+        with suppress(BrokenPipeError, ValueError):  # ValueError: the buffer was closed
+            out.detach()
 
 
 pass_ctx = click.make_pass_decorator(Context, ensure=True)

@@ -7,13 +7,15 @@ import click
 from dupfinder.catalogue import Catalogue
 from dupfinder.commands.base import Context, common_options, handle_errors, pass_ctx
 from dupfinder.errors import UsageError
+from dupfinder.output.formats import count
 from dupfinder.paths import for_message
 from dupfinder.scan.hashing import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_PREFIX_SIZE
 from dupfinder.scan.pipeline import ScanSummary
+from dupfinder.scan.walk import load_exclude_from
 from dupfinder.units import human_size, parse_size
 
 
-@click.command("scan")
+@click.command("scan", short_help="Scan folders or files into the catalogue; find duplicates.")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("-a", "--algorithm", default=DEFAULT_ALGORITHM, show_default=True,
               type=click.Choice(list(ALGORITHMS)), help="Hash algorithm.")
@@ -27,10 +29,15 @@ from dupfinder.units import human_size, parse_size
 @click.option("--min-size", default=None, help="Smallest file size to consider [default: 1].")
 @click.option("--max-size", default=None, help="Largest file size to consider.")
 @click.option("--include-empty", is_flag=True, help="Treat empty files as duplicates too.")
-@click.option("--include", multiple=True, metavar="GLOB",
-              help="Only files whose name (or path, if the glob has a /) matches.")
-@click.option("--exclude", multiple=True, metavar="GLOB",
-              help="Skip files and folders whose name (or path) matches.")
+@click.option("--include", multiple=True, metavar="PATTERN",
+              help="Only files matching this gitignore pattern, relative to the root.")
+@click.option("--exclude", multiple=True, metavar="PATTERN",
+              help="Skip files and folders matching this gitignore pattern, relative to "
+                   "the root (excluded folders are not entered).")
+@click.option("--exclude-from", multiple=True, metavar="FILE",
+              help="Read --exclude patterns from FILE (gitignore syntax).")
+@click.option("--ignore-files", is_flag=True,
+              help="Honour .gitignore, .ignore and .dupfinderignore files in the tree.")
 @click.option("--hidden/--no-hidden", default=True, show_default=True,
               help="Include dot-files and dot-folders.")
 @click.option("--follow-links", is_flag=True, help="Follow symbolic links (loop-safe).")
@@ -49,7 +56,8 @@ from dupfinder.units import human_size, parse_size
 def scan_cmd(ctx: Context, paths: tuple[str, ...], algorithm: str, processes: int | None,
              batch_size: int, chunk_size: str, min_size: str | None, max_size: str | None,
              include_empty: bool, include: tuple[str, ...], exclude: tuple[str, ...],
-             hidden: bool, follow_links: bool, one_file_system: bool, max_depth: int | None,
+             exclude_from: tuple[str, ...], ignore_files: bool, hidden: bool,
+             follow_links: bool, one_file_system: bool, max_depth: int | None,
              prefix_size: str, start_method: str | None, report_path: str | None) -> None:
     """Scan folders or files into the catalogue and find the duplicates among them."""
     if include_empty and min_size is not None and parse_size(min_size, "--min-size") > 0:
@@ -58,7 +66,8 @@ def scan_cmd(ctx: Context, paths: tuple[str, ...], algorithm: str, processes: in
     options = Catalogue.scan_options(
         follow_links=follow_links, one_file_system=one_file_system, max_depth=max_depth,
         min_size=0 if include_empty else (min_size or 1), max_size=max_size,
-        include=include, exclude=exclude, hidden=hidden, algorithm=algorithm,
+        include=include, exclude=load_exclude_from(exclude_from) + exclude,
+        ignore_files=ignore_files, hidden=hidden, algorithm=algorithm,
         batch_size=batch_size, chunk_size=chunk_size, prefix_size=prefix_size,
         start_method=start_method, processes=processes,
     )
@@ -84,11 +93,11 @@ def summary_lines(s: ScanSummary, where: str) -> list[str]:
         f"scan {s.scan_id} {s.status} in {total:.2f}s ({where})",
         f"files: {c.seen} seen, {c.new} new, {c.changed} changed, {c.unchanged} unchanged, "
         f"{c.removed} removed",
-        f"hashed: {s.files_hashed} files, {human_size(s.bytes_hashed)}; "
+        f"hashed: {count(s.files_hashed, 'file')}, {human_size(s.bytes_hashed)}; "
         f"{s.changed_during_read} changed while read (left for the next scan); "
-        f"{len(s.problems)} errors" + (" (-v lists them)" if s.problems else ""),
-        f"duplicates: {s.duplicate_groups} groups, {s.files_in_groups} files, "
-        f"{human_size(s.wasted_bytes)} wasted",
+        f"{count(len(s.problems), 'error')}" + (" (-v lists them)" if s.problems else ""),
+        f"duplicates: {count(s.duplicate_groups, 'group')}, "
+        f"{count(s.files_in_groups, 'file')}, {human_size(s.wasted_bytes)} wasted",
         f"stages: {stages}",
     ]
     return lines

@@ -275,8 +275,12 @@ def open_database(
 ) -> Database:
     """Open the configured catalogue, falling back to SQLite when PostgreSQL is unreachable.
 
-    The fallback prints one line through ``warn`` (stderr by default). With ``no_fallback``
-    or ``fallback.enabled = false`` an unreachable server is an error.
+    The fallback prints one line through ``warn`` (stderr by default). It is for the
+    configured default server only (config file or built-in default): a database named
+    explicitly (``--db-url``, ``$DUPFINDER_DB_URL``, ``Catalogue.open(url)``; see
+    :attr:`Settings.fallback_allowed`) is never swapped for another, and an unreachable one
+    is an error naming it. With ``no_fallback`` or ``fallback.enabled = false`` an
+    unreachable server is an error too.
     """
     db = settings.database
     options = {
@@ -290,7 +294,13 @@ def open_database(
     try:
         engine = connect(url, **options)
     except DatabaseUnreachable as exc:
-        if no_fallback or not settings.fallback["enabled"]:
+        if settings.url_source is not None:
+            raise DatabaseUnreachable(
+                f"{exc} (fallback to SQLite is off: {settings.url_source} names "
+                f"{settings.url_as_given}, and a database named explicitly is never swapped "
+                "for another)"
+            ) from exc
+        if no_fallback or not settings.fallback_allowed:
             raise DatabaseUnreachable(f"{exc} (fallback to SQLite is off)") from exc
         url = settings.fallback_url()
         reason = str(exc)

@@ -29,19 +29,32 @@ def iso_mtime(mtime_ns: int) -> str:
     return datetime.fromtimestamp(mtime_ns / 1e9, UTC).isoformat()
 
 
-def write_text(groups: Iterable[Group], out: TextIO) -> tuple[int, int]:
-    """A header per group (count, size, hash), then one ``host: path`` per line.
+def noun(n: int, singular: str, plural: str | None = None) -> str:
+    """``singular`` for 1, else ``plural`` (default: ``singular`` + "s")."""
+    return singular if n == 1 else (plural or f"{singular}s")
+
+
+def count(n: int, singular: str, plural: str | None = None) -> str:
+    """``n`` and its noun: "1 group", "2 groups", "0 files"."""
+    return f"{n} {noun(n, singular, plural)}"
+
+
+def write_text(groups: Iterable[Group], out: TextIO, show_host: bool = True
+               ) -> tuple[int, int]:
+    """A header per group (count, size, hash), then one path per line, as ``host: path``
+    with ``show_host`` (for a catalogue of several hosts).
 
     Returns (groups, wasted bytes) written."""
     n = wasted = 0
     for g in groups:
         n += 1
         wasted += g.wasted
-        out.write(f"group {g.number}: {len(g.files)} files, {human_size(g.size)} each "
-                  f"({g.size} bytes), {g.algorithm} {g.hash}, "
+        out.write(f"group {g.number}: {count(len(g.files), 'file')}, {human_size(g.size)} "
+                  f"each ({count(g.size, 'byte')}), {g.algorithm} {g.hash}, "
                   f"{human_size(g.wasted)} wasted\n")
         for f in g.files:
-            out.write(f"  {f.host}: {display(f.path)}\n")
+            out.write(f"  {f.host}: {display(f.path)}\n" if show_host
+                      else f"  {display(f.path)}\n")
         out.write("\n")
     return n, wasted
 

@@ -24,10 +24,12 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from dupfinder import __version__
+from dupfinder.actions.plan import keeper
 from dupfinder.config import mask_url
 from dupfinder.db.engine import Database
 from dupfinder.db.queries import (
     EVERYTHING,
+    Group,
     Selection,
     iter_files,
     iter_groups,
@@ -36,6 +38,7 @@ from dupfinder.db.queries import (
 )
 from dupfinder.errors import UsageError
 from dupfinder.paths import display, for_message
+from dupfinder.states import KeepPolicy
 
 # The "all files" view embeds at most this many non-duplicate files (the page must stay
 # quick to open); duplicates are always complete.
@@ -72,13 +75,29 @@ class ReportFile(NamedTuple):
 
 
 class ReportGroup(NamedTuple):
-    """One duplicate group as the page reads it (a JSON array, like :class:`ReportFile`)."""
+    """One duplicate group as the page reads it (a JSON array, like :class:`ReportFile`).
+
+    ``keep`` is the index in ``files`` of the copy a dedupe with the report's keep policy
+    would keep. ``links`` is ``None`` when every file is its own inode (the usual case);
+    otherwise it gives each file the number of its inode within the group, so hard links
+    (one file already, nothing wasted) can be told from copies."""
 
     size: int
     hash: str
     algorithm: str
     wasted: int
     files: list[ReportFile]
+    keep: int
+    links: list[int] | None
+
+
+def _group(g: Group, keep: KeepPolicy) -> ReportGroup:
+    files = [ReportFile(display(f.path), f.host, f.mtime_ns // 1_000_000_000) for f in g.files]
+    kept = keeper(g.files, keep)
+    inodes: dict[tuple[str, int, int], int] = {}
+    links = [inodes.setdefault((f.host, f.device, f.inode), len(inodes)) for f in g.files]
+    return ReportGroup(g.size, g.hash, g.algorithm, g.wasted, files, g.files.index(kept),
+                       links if len(inodes) < len(links) else None)
 
 
 class ListedFile(NamedTuple):
@@ -91,17 +110,18 @@ class ListedFile(NamedTuple):
 
 
 def report_data(db: Database, sel: Selection = EVERYTHING,
-                all_files_cap: int = ALL_FILES_CAP) -> dict[str, Any]:
-    """Everything the page shows, as plain JSON-able data."""
+                all_files_cap: int = ALL_FILES_CAP,
+                keep: KeepPolicy = KeepPolicy.OLDEST) -> dict[str, Any]:
+    """Everything the page shows, as plain JSON-able data; each group marks the copy that
+    ``keep`` would keep (as :func:`dupfinder.actions.plan.keeper` chooses it)."""
     with db.session() as s:
         st = stats(s, sel, top=0)
         groups: list[ReportGroup] = []
         exts: Counter[str] = Counter()
         for g in iter_groups(s, sel):
-            files = [ReportFile(display(f.path), f.host, f.mtime_ns // 1_000_000_000)
-                     for f in g.files]
-            exts.update(_ext(f.path) for f in files)
-            groups.append(ReportGroup(g.size, g.hash, g.algorithm, g.wasted, files))
+            group = _group(g, keep)
+            exts.update(_ext(f.path) for f in group.files)
+            groups.append(group)
         all_files = [ListedFile(display(f.path), f.size, f.host, f.mtime_ns // 1_000_000_000)
                      for f in iter_files(s, sel, limit=all_files_cap + 1)]
         exts.update(_ext(f.path) for f in all_files)
@@ -113,6 +133,7 @@ def report_data(db: Database, sel: Selection = EVERYTHING,
         "summary": {"files": st.files, "bytes": st.bytes, "groups": st.groups,
                     "files_in_groups": st.files_in_groups, "wasted": st.wasted},
         "hosts": st.hosts,
+        "keep_policy": str(KeepPolicy(keep)),
         "groups": groups,
         "files": all_files[:all_files_cap],
         "files_truncated": truncated,

@@ -264,7 +264,7 @@ def _options_record(options: ScanOptions) -> dict[str, Any]:
         "prefix_size": options.prefix_size, "follow_links": w.follow_links,
         "one_file_system": w.one_file_system, "max_depth": w.max_depth,
         "min_size": w.min_size, "max_size": w.max_size, "include": list(w.include),
-        "exclude": list(w.exclude), "hidden": w.hidden,
+        "exclude": list(w.exclude), "hidden": w.hidden, "ignore_files": w.ignore_files,
     }
 
 

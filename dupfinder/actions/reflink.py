@@ -1,0 +1,125 @@
+"""Copy-on-write clones (reflinks): a duplicate made to share the kept file's extents.
+
+The duplicate keeps its name, mode, owner and mtime, and stays a file of its own (unlike a
+hard link, writing to one never changes the other), but its bytes stop taking space. Linux
+offers this as the ``FICLONE`` ioctl on btrfs, XFS, bcachefs and others; a file system
+without it answers ``EOPNOTSUPP``/``EINVAL``/``EXDEV``/``ENOTTY``, which becomes a per-file
+skip with that reason.
+
+The clone is made under a temporary name in the duplicate's folder, given the duplicate's
+metadata, then renamed over it, so the path always holds either the old file or the clone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import stat
+
+from dupfinder.actions.files import Skip, temp_beside
+from dupfinder.scan.hashing import open_readonly
+
+FICLONE = 0x40049409  # _IOW(0x94, 9, int) from linux/fs.h
+
+_UNSUPPORTED = {errno.EOPNOTSUPP, errno.EINVAL, errno.EXDEV, errno.ENOTTY, errno.EBADF,
+                errno.ENOSYS}
+
+
+def cannot_clone(exc: OSError) -> bool:
+    """Whether an error says the file system (or the pair of files) cannot be cloned."""
+    return exc.errno in _UNSUPPORTED
+
+
+def _give_metadata(fd: int, st: os.stat_result) -> None:
+    """The duplicate's owner (where permitted), mode and times onto the clone."""
+    with contextlib.suppress(PermissionError):
+        os.fchown(fd, st.st_uid, st.st_gid)
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))
+    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def clone_over(path: str, kept: str, tag: int) -> None:
+    """Replace ``path`` by a clone of ``kept`` that keeps ``path``'s metadata; raises
+    :class:`Skip` when the file system cannot clone them."""
+    st = os.lstat(path)
+    tmp = temp_beside(path, tag)
+    src = open_readonly(kept)
+    try:
+        dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                      0o600)
+        try:
+            try:
+                fcntl.ioctl(dst, FICLONE, src)
+            except OSError as exc:
+                if cannot_clone(exc):
+                    raise Skip("the file system cannot clone these files "
+                               f"({os.strerror(exc.errno or 0)})") from exc
+                raise
+            _give_metadata(dst, st)
+            os.fsync(dst)
+        except BaseException:
+            os.close(dst)
+            os.unlink(tmp)
+            raise
+        os.close(dst)
+    finally:
+        os.close(src)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        os.unlink(tmp)
+        raise
+
+
+def can_clone_here(folder: str, kept: str) -> str | None:
+    """None if ``folder`` can hold clones of ``kept``, else the reason why not (a probe
+    clone of the kept file into ``folder``, removed at once)."""
+    probe = os.path.join(folder, f".dupfinder-clone-probe-{os.getpid()}")
+    try:
+        src = open_readonly(kept)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    try:
+        dst = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        os.close(src)
+        return exc.strerror or str(exc)
+    try:
+        fcntl.ioctl(dst, FICLONE, src)
+        return None
+    except OSError as exc:
+        return os.strerror(exc.errno or 0) if cannot_clone(exc) else (exc.strerror or str(exc))
+    finally:
+        os.close(dst)
+        os.close(src)
+        os.unlink(probe)
+
+
+def make_private(path: str, tag: int) -> None:
+    """Undo a clone: give ``path`` its own copy of its bytes (same content and metadata),
+    written with plain reads and writes so that no file system shares them again."""
+    st = os.lstat(path)
+    tmp = temp_beside(path, f"undo-{tag}")
+    src = open_readonly(path)
+    try:
+        dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                      0o600)
+        try:
+            buf = bytearray(1 << 20)
+            view = memoryview(buf)
+            while n := os.readv(src, [buf]):
+                done = 0
+                while done < n:
+                    done += os.write(dst, view[done:n])
+            _give_metadata(dst, st)
+            os.fsync(dst)
+        except BaseException:
+            os.close(dst)
+            os.unlink(tmp)
+            raise
+        os.close(dst)
+    finally:
+        os.close(src)
+    os.replace(tmp, path)

@@ -1,0 +1,284 @@
+"""Duplicate folders: folders whose whole subtree holds the same files as another folder's.
+
+Rules
+-----
+* Two folders are duplicates when their subtrees hold the same *multiset of contents*: the
+  same number of files and, file for file, the same content. Names and layout are ignored
+  by default; ``same_names=True`` also requires the same relative paths (so the same
+  layout). A folder with one file more, one file less or one file different is not a
+  duplicate.
+* Content is (size, hash algorithm, full hash); every empty file has the same content. A
+  file with no full hash (its size or prefix matched no other inode, so the scanner did not
+  read it in full) is its own inode: it matches only its hard links. So a folder whose files
+  are hard links of another folder's files *is* a duplicate folder by content (its
+  ``wasted`` bytes are then apparent size, not space a dedupe would free).
+* A folder is a folder of a host: its files are that host's catalogue rows below it.
+  Folders of one group may be on different hosts. Empty folders are not in the catalogue
+  and play no part; a folder holding only an empty subfolder is just its files.
+* Only folders the catalogue fully knows take part: at or below ``roots`` when given
+  (applied on every host), otherwise at or below the folders each host has scanned (the
+  catalogue holds only part of what lies above them).
+* A folder that holds nothing but one subfolder has the same files as that subfolder; the
+  pair is one set of files, never a duplicate of itself, and is reported as the upper one.
+* Only the topmost matches are reported: a group is left out when each of its folders lies
+  inside a folder that is itself in a duplicate group (the subfolders of two equal folders
+  are equal too). A group with at least one folder that is not inside such a folder is
+  reported with all its folders, so its ``wasted`` may overlap an enclosing group's.
+* ``wasted`` is the size of all but one folder of the group.
+
+Method
+------
+One streamed query reads the selected files (host, path, size, algorithm, full hash, device,
+inode). Each folder gets a signature bottom-up (children before parents, linear in files
+plus folders): (file count, total size, sum modulo 2**128 of a 128-bit BLAKE2b digest per
+file content). With ``same_names`` the sum is a Merkle form: each file adds the digest of
+(name, content) and each subfolder the digest of (name, its signature). Folders with equal
+signatures are candidates; each reported group is then checked exactly (the sorted contents,
+or sorted (relative path, content) pairs, of every folder compared) and split if a digest
+ever collided.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.orm import Session
+
+from dupfinder.db.bulk import stream_raw
+from dupfinder.db.files import under_roots
+from dupfinder.db.models import FileHash, ScanMetadata
+from dupfinder.db.paths import DbPath, db_roots, from_db
+
+F = FileHash
+_MASK = (1 << 128) - 1
+
+
+class FolderRef(NamedTuple):
+    """A folder of one host."""
+
+    path: str
+    host: str
+
+
+@dataclass
+class FolderGroup:
+    """Folders holding the same files: ``files`` and ``size`` are one folder's."""
+
+    folders: list[FolderRef]
+    files: int
+    size: int
+    wasted: int
+
+
+def _digest(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=16).digest(), "big")
+
+
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+@dataclass
+class _Folder:
+    host: str
+    path: str  # stored form
+    parent: int | None
+    count: int = 0
+    size: int = 0
+    total: int = 0  # the digest sum (mod 2**128)
+    files: list[tuple[str, int]] = field(default_factory=list)  # (name, content id)
+    children: list[int] = field(default_factory=list)
+
+
+def _norm(root: str) -> str:
+    return root.rstrip("/") or "/"
+
+
+def _is_under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + "/") or root == "/"
+
+
+def _minimal(roots: Iterable[str]) -> list[str]:
+    """The roots with every root below another one left out."""
+    out: list[str] = []
+    for r in sorted({_norm(r) for r in roots}, key=len):
+        if not any(_is_under(r, k) for k in out):
+            out.append(r)
+    return out
+
+
+def _bounds(session: Session, roots: Sequence[str] | None, host: str | None
+            ) -> dict[str | None, list[str]]:
+    """host (None: every host) -> the stored-form folders below which folders count."""
+    if roots:
+        return {host: _minimal(db_roots(roots))}
+    found: dict[str | None, set[str]] = defaultdict(set)
+    stmt = select(ScanMetadata.host, ScanMetadata.roots)
+    if host:
+        stmt = stmt.where(ScanMetadata.host == host)
+    for h, scanned in session.execute(stmt):
+        found[h].update(db_roots(scanned or []))
+    return {h: _minimal(rs) for h, rs in found.items() if rs}
+
+
+def _condition(bounds: dict[str | None, list[str]]) -> ColumnElement[bool]:
+    parts = []
+    for h, rs in bounds.items():
+        cond = under_roots([DbPath(r) for r in rs])
+        parts.append(cond if h is None else and_(F.host == h, cond))
+    return or_(*parts)
+
+
+class _Tree:
+    """Every folder with its direct files, built from a stream of file rows."""
+
+    def __init__(self, bounds: dict[str | None, list[str]]) -> None:
+        self.bounds = bounds
+        self.folders: list[_Folder] = []
+        self.index: dict[tuple[str, str], int | None] = {}
+        self.contents: dict[Any, int] = {}  # content key -> content id
+        self.digests: list[int] = []  # content id -> digest
+
+    def content(self, key: Any) -> int:
+        cid = self.contents.get(key)
+        if cid is None:
+            cid = self.contents[key] = len(self.digests)
+            self.digests.append(_digest(_encode(repr(key))))
+        return cid
+
+    def folder(self, host: str, path: str) -> int | None:
+        """The folder's index, registering it and its parents up to its root (None: the
+        folder lies above every root)."""
+        key = (host, path)
+        if key in self.index:
+            return self.index[key]
+        roots = self.bounds.get(host, self.bounds.get(None, []))
+        top = next((r for r in roots if _is_under(path, r)), None)
+        if top is None:
+            self.index[key] = None
+            return None
+        parent = None
+        if path != top:
+            up = path.rpartition("/")[0] or "/"
+            parent = self.folder(host, up)
+        i = len(self.folders)
+        self.folders.append(_Folder(host, path, parent))
+        self.index[key] = i
+        if parent is not None:
+            self.folders[parent].children.append(i)
+        return i
+
+    def add(self, host: str, path: str, size: int, algo: str | None, full: str | None,
+            device: int, inode: int) -> None:
+        folder, _, name = path.rpartition("/")
+        i = self.folder(host, folder or "/")
+        if i is None:
+            return
+        if size == 0:
+            key: Any = (0,)
+        elif full is not None and algo is not None:
+            key = (size, algo, full)
+        else:  # never read in full: only its hard links have its content
+            key = ("inode", host, device, inode, size)
+        f = self.folders[i]
+        f.files.append((name, self.content(key)))
+        f.count += 1
+        f.size += size
+
+    def signatures(self, same_names: bool) -> list[tuple[int, int, int]]:
+        """Each folder's (files, size, digest sum), children before parents."""
+        folders = self.folders
+        for f in folders:
+            if same_names:
+                f.total = sum(_digest(b"f" + _encode(name) + b"\0" + self.digests[c]
+                                      .to_bytes(16, "big")) for name, c in f.files)
+            else:
+                f.total = sum(self.digests[c] for _, c in f.files)
+        for i in sorted(range(len(folders)), key=lambda k: -len(folders[k].path)):
+            f = folders[i]
+            f.total &= _MASK
+            if f.parent is None:
+                continue
+            p = folders[f.parent]
+            p.count += f.count
+            p.size += f.size
+            if same_names:
+                name = f.path.rpartition("/")[2]
+                p.total += _digest(b"d" + _encode(name) + b"\0" + f.count.to_bytes(8, "big")
+                                   + f.size.to_bytes(8, "big") + f.total.to_bytes(16, "big"))
+            else:
+                p.total += f.total
+        return [(f.count, f.size, f.total) for f in folders]
+
+    def exact(self, i: int, same_names: bool) -> tuple[Any, ...]:
+        """The folder's sorted contents (with relative paths when ``same_names``)."""
+        out: list[Any] = []
+        stack = [(i, "")]
+        while stack:
+            k, rel = stack.pop()
+            f = self.folders[k]
+            if same_names:
+                out.extend((rel + name, c) for name, c in f.files)
+                stack.extend((c, rel + self.folders[c].path.rpartition("/")[2] + "/")
+                             for c in f.children)
+            else:
+                out.extend(c for _, c in f.files)
+                stack.extend((c, "") for c in f.children)
+        return tuple(sorted(out))
+
+
+def duplicate_folders(session: Session, roots: Sequence[str] | None = None,
+                      host: str | None = None, same_names: bool = False) -> list[FolderGroup]:
+    """Groups of folders holding the same files, topmost matches only, most wasted bytes
+    first (rules in the module's documentation). ``roots`` are filesystem folders (on every
+    host, or on ``host`` only)."""
+    bounds = _bounds(session, roots, host)
+    if not bounds:
+        return []
+    conds = [_condition(bounds)]
+    if host:
+        conds.append(F.host == host)
+    stmt = select(F.host, F.path, F.size, F.hash_algo, F.full_hash, F.device, F.inode
+                  ).where(*conds)
+    tree = _Tree(bounds)
+    for row in stream_raw(session, stmt):
+        tree.add(*row)
+    sigs = tree.signatures(same_names)
+    folders = tree.folders
+
+    by_sig: dict[tuple[int, int, int], list[int]] = defaultdict(list)
+    for i, sig in enumerate(sigs):
+        f = folders[i]
+        # a folder that is all of its parent is one set of files with it: keep the parent
+        if f.count and (f.parent is None or sigs[f.parent] != sig):
+            by_sig[sig].append(i)
+    groups = [members for members in by_sig.values() if len(members) > 1]
+    in_group = {i for members in groups for i in members}
+
+    covered = [False] * len(folders)  # lies inside a folder of some group
+    for i in sorted(range(len(folders)), key=lambda k: len(folders[k].path)):
+        p = folders[i].parent
+        covered[i] = p is not None and (covered[p] or p in in_group)
+
+    result: list[FolderGroup] = []
+    for members in groups:
+        if all(covered[i] for i in members):
+            continue
+        exact: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+        for i in members:
+            exact[tree.exact(i, same_names)].append(i)
+        for same in exact.values():
+            if len(same) < 2:
+                continue
+            first = folders[same[0]]
+            refs = sorted((FolderRef(from_db(folders[i].path), folders[i].host) for i in same),
+                          key=lambda r: (r.host, r.path))
+            result.append(FolderGroup(refs, first.count, first.size,
+                                      first.size * (len(same) - 1)))
+    result.sort(key=lambda g: (-g.wasted, -g.size, g.folders))
+    return result
