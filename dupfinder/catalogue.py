@@ -19,24 +19,28 @@ from dataclasses import fields
 from typing import Any
 
 from dupfinder.actions import apply as _apply
-from dupfinder.actions import recover
+from dupfinder.actions import planfile, recover
 from dupfinder.actions import undo as _undo
 from dupfinder.actions.plan import Plan, check_move_target, plan_groups
 from dupfinder.config import Settings, load_settings
 from dupfinder.db import journal as _journal
 from dupfinder.db import queries
 from dupfinder.db.engine import Database, open_database
+from dupfinder.db.folders import FolderGroup, duplicate_folders
 from dupfinder.db.journal import EntryRecord, RunRecord
-from dupfinder.db.queries import Group, Selection, Stats, Totals
-from dupfinder.errors import UsageError
-from dupfinder.paths import PathArg, absolute
+from dupfinder.db.queries import Group, Stats, Totals
+from dupfinder.db.selection import Reference, Selection
+from dupfinder.db.unique import UniqueFile, UniqueTotals, unique_files, unique_totals
+from dupfinder.errors import SafetyError, UsageError
+from dupfinder.paths import PathArg, absolute, display
 from dupfinder.scan.pipeline import ScanOptions, ScanSummary, check_options, resolve_roots
 from dupfinder.scan.pipeline import run_scan as _run_scan
 from dupfinder.scan.walk import WalkOptions
-from dupfinder.states import Action, EntryState, GroupSort, KeepPolicy
+from dupfinder.states import Action, EntryState, GroupSort, KeepPolicy, Scope
 from dupfinder.units import parse_size
 
 Under = PathArg | Iterable[PathArg] | None
+Refs = Iterable[PathArg | Reference]
 
 
 def _folders(under: Under) -> list[str] | None:
@@ -47,6 +51,12 @@ def _folders(under: Under) -> list[str] | None:
         return [absolute(under)]
     folders = [absolute(p) for p in under]
     return folders or None
+
+
+def _references(reference: Refs) -> list[Reference]:
+    """Reference folders: plain paths (on any host) or :class:`Reference` values."""
+    return [r._replace(folder=absolute(r.folder)) if isinstance(r, Reference)
+            else Reference(absolute(r)) for r in reference]
 
 
 def _size(value: int | str, what: str) -> int:
@@ -165,46 +175,105 @@ class Catalogue:
 
     # ------------------------------------------------------------------ questions
 
-    def _selection(self, under: Under, host: str | None, min_size: int | str) -> Selection:
-        return Selection(host, _folders(under), _size(min_size, "--min-size"))
+    def _selection(self, under: Under, host: str | None, min_size: int | str,
+                   scope: Scope | str = Scope.TOUCHING, reference: Refs = (),
+                   empty_ok: bool = False) -> Selection:
+        """The selection for a question; a mistake in it is an error, not an empty answer:
+        an empty catalogue, an unknown host, a folder that neither exists nor holds
+        catalogued files."""
+        folders = _folders(under)
+        refs = _references(reference)
+        with self.db.session() as s:
+            queries.check_selection(s, host, (folders or []) + [r.folder for r in refs],
+                                    empty_ok=empty_ok)
+        return Selection(host, folders, _size(min_size, "--min-size"), Scope(scope), refs)
 
     def groups(self, under: Under = None, *, host: str | None = None,
-               min_size: int | str = 0, sort: GroupSort | str = GroupSort.WASTED
-               ) -> Iterator[Group]:
-        """Duplicate groups among the files under ``under`` (one folder or several) and on
-        ``host``, streamed biggest waste first (or by ``size`` or ``count``)."""
-        sel = self._selection(under, host, min_size)
+               min_size: int | str = 0, sort: GroupSort | str = GroupSort.WASTED,
+               scope: Scope | str = Scope.TOUCHING, reference: Refs = ()) -> Iterator[Group]:
+        """Duplicate groups, streamed biggest waste first (or by ``size`` or ``count``).
+
+        ``under`` (one folder or several) selects groups by ``scope``: ``touching`` (a
+        file under a folder; all the group's files are listed, wherever they are),
+        ``within`` (only files under the folders count) or ``across`` (groups spanning two
+        or more of the folders). ``host`` keeps only that host's files; ``reference``
+        folders (paths, or :class:`Reference` for a folder of one host) keep only groups
+        with a file under one of them."""
+        sel = self._selection(under, host, min_size, scope, reference)
         order = GroupSort(sort)
         with self.db.session() as s:
             yield from queries.iter_groups(s, sel, order)
 
     def totals(self, under: Under = None, *, host: str | None = None,
-               min_size: int | str = 0) -> Totals:
+               min_size: int | str = 0, scope: Scope | str = Scope.TOUCHING,
+               reference: Refs = ()) -> Totals:
         """Groups, files in groups and wasted bytes, counted by the database."""
+        sel = self._selection(under, host, min_size, scope, reference)
         with self.db.session() as s:
-            return queries.group_totals(s, self._selection(under, host, min_size))
+            return queries.group_totals(s, sel)
 
     def stats(self, under: Under = None, *, host: str | None = None,
-              min_size: int | str = 0, top: int = 10) -> Stats:
-        """Totals, the top extensions and folders by wasted bytes, and the latest scans."""
+              min_size: int | str = 0, top: int = 10, scope: Scope | str = Scope.TOUCHING
+              ) -> Stats:
+        """Totals, the top extensions and folders by wasted bytes, and the latest scans
+        (an empty catalogue is a fair question here: all zeros)."""
+        sel = self._selection(under, host, min_size, scope, empty_ok=True)
         with self.db.session() as s:
-            return queries.stats(s, self._selection(under, host, min_size), top)
+            return queries.stats(s, sel, top)
 
     def report(self, output: PathArg, under: Under = None, *, host: str | None = None,
-               min_size: int | str = 0) -> Any:
+               min_size: int | str = 0, scope: Scope | str = Scope.TOUCHING,
+               reference: Refs = ()) -> Any:
         """Write the self-contained HTML report to ``output``; returns what it holds."""
         from dupfinder.output.report import write_report  # Jinja2 only when asked
 
-        return write_report(self.db, os.fsdecode(os.fspath(output)),
-                            self._selection(under, host, min_size))
+        sel = self._selection(under, host, min_size, scope, reference)
+        return write_report(self.db, os.fsdecode(os.fspath(output)), sel)
+
+    def unique(self, under: Under, *, min_copies: int = 1, hosts: Iterable[str] | None = None
+               ) -> Iterator[UniqueFile]:
+        """This host's files under ``under`` with fewer than ``min_copies`` copies outside
+        those folders (on any host, or on ``hosts``): the backup check. A hard link is not
+        a copy; a file whose size nothing else has is unique without being hashed."""
+        folders = _folders(under)
+        if not folders:
+            raise UsageError("unique needs at least one PATH")
+        if min_copies < 1:
+            raise UsageError(f"--min-copies must be at least 1, not {min_copies}")
+        hosts = list(hosts) if hosts is not None else None
+        with self.db.session() as s:
+            queries.check_selection(s, None, folders, hosts or ())
+            yield from unique_files(s, folders, min_copies, hosts, host=self.host)
+
+    def unique_totals(self, under: Under, *, min_copies: int = 1,
+                      hosts: Iterable[str] | None = None) -> UniqueTotals:
+        """Files and bytes :meth:`unique` would list."""
+        folders = _folders(under) or []
+        with self.db.session() as s:
+            return unique_totals(s, folders, min_copies,
+                                 list(hosts) if hosts is not None else None, host=self.host)
+
+    def folders(self, under: Under = None, *, host: str | None = None,
+                same_names: bool = False) -> list[FolderGroup]:
+        """Duplicate folders: whole subtrees holding the same contents (and, with
+        ``same_names``, the same relative paths), topmost only, biggest waste first."""
+        roots = _folders(under)
+        with self.db.session() as s:
+            queries.check_selection(s, host, roots or [])
+            return duplicate_folders(s, roots, host, same_names)
 
     # ------------------------------------------------------------------ actions
 
     def plan_dedupe(self, action: Action | str, under: Under = None, *,
                     keep: KeepPolicy | str = KeepPolicy.OLDEST, prefer: Iterable[PathArg] = (),
-                    to: PathArg | None = None, min_size: int | str = 1) -> Plan:
-        """One action per duplicate of this host's files under ``under``; one copy of each
-        group stays (chosen by ``prefer`` folders, then ``keep``). Nothing is touched."""
+                    to: PathArg | None = None, min_size: int | str = 1,
+                    reference: Refs = (), scope: Scope | str = Scope.TOUCHING) -> Plan:
+        """One action per duplicate of this host's files under ``under`` (everywhere when
+        none), including files whose copies lie elsewhere; one copy of each group stays:
+        one in a ``reference`` folder (only groups with one are planned, and files there
+        are never touched), else under a ``prefer`` folder, else outside ``under``, else by
+        ``keep``. ``scope="within"``: only groups among the files under ``under``.
+        Nothing is touched."""
         act = Action(action)
         roots = _folders(under) or []
         if to is not None and act != Action.MOVE:
@@ -215,11 +284,21 @@ class Catalogue:
             target = check_move_target(None if to is None else os.fsdecode(os.fspath(to)),
                                        scanned)
         minimum = _size(min_size, "--min-size")
+        refs = _references(reference)
+        for r in refs:
+            if r.host not in (None, self.host):
+                raise SafetyError(f"--reference {r.host}:{display(r.folder)}: another host's "
+                                  "files cannot be compared byte for byte from here; dedupe "
+                                  "against a reference folder of this host")
+        refs = [Reference(r.folder, self.host) for r in refs]
         linked = recover.symlink_targets(self.db, self.host)
+        within = Scope(scope) == Scope.WITHIN
+        sel = self._selection(roots, None, minimum, Scope.WITHIN if within else Scope.TOUCHING,
+                              refs)
         with self.db.session() as s:
-            groups = queries.iter_groups(s, Selection(self.host, roots or None, minimum))
+            groups = queries.iter_groups(s, sel._replace(host=self.host))
             actions = plan_groups(groups, act, KeepPolicy(keep),
-                                  [absolute(p) for p in prefer], roots, linked)
+                                  [absolute(p) for p in prefer], roots, linked, refs)
         return Plan(self.host, act, KeepPolicy(keep), [absolute(p) for p in prefer],
                     (roots or self._scanned_roots()) if act == Action.MOVE else roots,
                     target, minimum, actions)
@@ -228,6 +307,19 @@ class Catalogue:
         """Every folder this host has scanned into the catalogue."""
         with self.db.session() as s:
             return queries.scanned_roots(s, self.host)
+
+    def save_plan(self, plan: Plan, path: PathArg) -> None:
+        """Write ``plan`` as a JSON file a person can review and edit."""
+        planfile.save_plan(plan, os.fsdecode(os.fspath(path)))
+
+    def load_plan(self, path: PathArg) -> Plan:
+        """Read a plan file for this host (malformed: :class:`UsageError`; another host's:
+        :class:`SafetyError`). A move target is checked against every folder this host
+        has scanned, whatever the file says its roots were."""
+        plan = planfile.load_plan(os.fsdecode(os.fspath(path)), self.host)
+        if plan.action == Action.MOVE:
+            plan.roots = sorted(set(plan.roots) | set(self._scanned_roots()))
+        return plan
 
     def apply(self, plan: Plan, progress: Callable[[Any, EntryState], None] | None = None
               ) -> _apply.Run:

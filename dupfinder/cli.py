@@ -93,14 +93,9 @@ def completion_cmd(shell: str) -> None:
 
 
 for command in (scan.scan_cmd, query.dupes_cmd, query.stats_cmd, query.report_cmd,
-                dedupe.dedupe_cmd, dedupe.undo_cmd, dedupe.journal_cmd):
+                query.unique_cmd, query.folders_cmd,
+                dedupe.dedupe_cmd, dedupe.apply_cmd, dedupe.undo_cmd, dedupe.journal_cmd):
     cli.add_command(command)
-
-# dupfinder/commands/dedupe.py's docstrings are longer than a line of ``--help``, which
-# would cut them ("... one..."): their one-line summaries
-dedupe.dedupe_cmd.short_help = "Plan, and with --apply make, one action per duplicate."
-dedupe.undo_cmd.short_help = "Reverse the actions of a dedupe run."
-dedupe.journal_cmd.short_help = "List this host's dedupe runs, or one run's entries."
 
 
 def _flush_stdout() -> None:

@@ -48,6 +48,7 @@ class Action(StrEnum):
     HARDLINK = "hardlink"
     SYMLINK = "symlink"
     MOVE = "move"
+    REFLINK = "reflink"  # a copy-on-write clone of the kept file (btrfs, XFS, ...)
 
 
 class KeepPolicy(StrEnum):
@@ -65,6 +66,14 @@ class Stage(StrEnum):
 
     PREFIX = "prefix"
     FULL = "full"
+
+
+class Scope(StrEnum):
+    """How folders given to a question select duplicate groups."""
+
+    TOUCHING = "touching"  # groups with a file under a folder, with all their files
+    WITHIN = "within"  # only the files under the folders take part
+    ACROSS = "across"  # groups spanning two or more of the folders, their files there
 
 
 class GroupSort(StrEnum):

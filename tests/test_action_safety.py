@@ -168,7 +168,7 @@ def test_delete_after_symlink_dedupe_keeps_the_link_target(cat: Catalogue,
     age(img_copy, 20)
     cat.scan([photos, backup])
 
-    plan = cat.plan_dedupe("symlink", photos, keep="shortest-path")
+    plan = cat.plan_dedupe("symlink", photos, scope="within", keep="shortest-path")
     assert [(p.path, p.kept) for p in plan] == [(str(img_copy), str(img))]
     assert cat.apply(plan).done == 1
     assert os.readlink(img_copy) == str(img)
@@ -198,7 +198,8 @@ def test_delete_after_symlink_dedupe_skips_the_link_target_if_planned(
     delete_plan = cat.plan_dedupe("delete", [photos, backup], keep="oldest")
     assert str(img) in {p.path for p in delete_plan}
 
-    assert cat.apply(cat.plan_dedupe("symlink", photos, keep="shortest-path")).done == 1
+    links = cat.plan_dedupe("symlink", photos, scope="within", keep="shortest-path")
+    assert cat.apply(links).done == 1
     run = cat.apply(delete_plan)
 
     assert (str(img), "symbolic links made by an earlier dedupe run point to it") \

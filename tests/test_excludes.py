@@ -15,7 +15,7 @@ from dupfinder.config import load_settings
 from dupfinder.db.engine import open_database
 from dupfinder.errors import UsageError
 from dupfinder.scan import walk as walk_module
-from dupfinder.scan.walk import WalkOptions, WalkProblems, walk
+from dupfinder.scan.walk import Entry, WalkOptions, WalkProblems, walk
 from tests.helpers import as_unprivileged, catalogue_rows, write
 
 
@@ -31,13 +31,13 @@ def found(*roots: Path, problems: WalkProblems | None = None, **opts: object) ->
     base = roots[0].parent
     entries = walk([str(r) for r in roots], WalkOptions(**opts),  # type: ignore[arg-type]
                    problems if problems is not None else WalkProblems())
-    return {os.path.relpath(e.path, base) for e in entries}
+    return {os.path.relpath(e.path, base) for e in entries if isinstance(e, Entry)}
 
 
 def cli_scan(cli, tmp_path: Path, *args: str) -> set[str]:
-    """Run ``dupfinder scan ARGS`` into a SQLite catalogue; the catalogued paths relative to
-    ``tmp_path``."""
-    url = f"sqlite:///{tmp_path / 'cat.db'}"
+    """Run ``dupfinder scan ARGS`` into a fresh SQLite catalogue (a narrower rescan keeps
+    what a wider scan found); the catalogued paths relative to ``tmp_path``."""
+    url = f"sqlite:///{tempfile.mkdtemp(dir=tmp_path.parent)}/cat.db"
     res = cli("scan", *args, "--db-url", url, "-q", "-p", "1")
     assert res.code == 0, res.err
     db = open_database(load_settings(db_url=url), no_fallback=True)

@@ -78,9 +78,12 @@ def test_paths_in_and_out_are_filesystem_paths(cat: Catalogue, tmp_path: Path) -
         assert Path(f.path).read_bytes() == b"same bytes"  # open() takes what came back
     assert [g.files[0].path for g in cat.groups(under=os.fsdecode(raw))] == \
         [os.fsdecode(raw + b"/one")]
-    (inside,) = cat.groups(under=odd)
+    (inside,) = cat.groups(under=odd, scope="within")
     assert [f.path for f in inside.files] == [str(odd / "one"), str(odd / "two")]
-    assert cat.totals(under=Path(odd)) == (1, 2, len(b"other bytes"))
+    assert cat.totals(under=Path(odd), scope="within") == (1, 2, len(b"other bytes"))
+    (touching,) = cat.groups(under=odd)  # the group with all its files, wherever they are
+    assert [f.path for f in touching.files] == [
+        str(odd / "one"), str(odd / "two"), str(tmp_path / "back\\slashx" / "three")]
 
 
 def test_a_plan_acts_only_on_its_own_hosts_files(cat: Catalogue, db_url: str,

@@ -220,3 +220,56 @@ def test_postgresql_stopped_mid_scan_then_resumed(tmp_path: Path, private_pg: Pg
         assert duplicate_rows(db) == 0
     finally:
         db.dispose()
+
+
+# ------------------------------------------------------------ the faults this suite covers
+
+# Every fault kind the suite provokes, with the test that provokes it. The kinds of issue 15
+# ("never lose the last copy") each failed before their fix; the list is checked below, so
+# a renamed or removed test cannot silently drop a kind.
+FAULT_KINDS: dict[str, str] = {
+    # actions: the last copy of a file
+    "two dedupe runs at once with opposite keepers": "test_action_faults.py::test_two_runs_with_opposite_keepers_never_delete_both_copies",  # noqa: E501
+    "the same file seen through an overlay mount": "test_action_safety.py::test_overlay_lower_file_is_not_deleted_for_its_own_merged_view",  # noqa: E501
+    "the overlay's merged view as the duplicate": "test_action_safety.py::test_overlay_merged_view_is_not_deleted_for_its_lower_file",  # noqa: E501
+    "a failure injected at every step of an action": "test_action_faults.py::test_a_failure_at_any_step_is_raised_recorded_and_undone",  # noqa: E501
+    "kill -9 and SIGTERM during dedupe --apply": "test_action_faults.py::test_a_run_killed_mid_trash_is_interrupted_and_undone",  # noqa: E501
+    "a delete after a symlink dedupe": "test_action_safety.py::test_delete_after_symlink_dedupe_keeps_the_link_target",  # noqa: E501
+    "hardlink dedupe of files with other owners": "test_action_safety.py::test_hardlink_skips_a_duplicate_with_another_owner_or_mode",  # noqa: E501
+    "a move across file systems losing the owner": "test_action_safety.py::test_move_across_file_systems_keeps_owner_and_mode_and_undo_too",  # noqa: E501
+    "a full disk during a move": "test_action_safety.py::test_move_to_a_full_file_system_leaves_no_partial_file_and_retries",  # noqa: E501
+    "--to as a symlink into the tree": "test_action_safety.py::test_to_that_is_a_symlink_into_the_tree_is_refused",  # noqa: E501
+    "a symlink planted inside --to": "test_action_safety.py::test_symlink_planted_inside_to_is_not_followed",  # noqa: E501
+    "undo of a trash run meeting another run's file": "test_action_faults.py::test_undo_restores_its_own_trashed_file_not_a_later_one_of_the_same_path",  # noqa: E501
+    # scans
+    "a FIFO where a catalogued file was": "test_scan_faults.py::test_a_fifo_where_a_catalogued_file_was_never_hangs_a_scan",  # noqa: E501
+    "two scans racing over one rewritten file": "test_scan_faults.py::test_a_hash_read_before_another_scan_rewrote_the_file_is_not_stored",  # noqa: E501
+    "hosts with skewed clocks": "test_scan_faults.py::test_hosts_with_skewed_clocks_still_complete_groups",  # noqa: E501
+    "a folder that can be listed but not entered": "test_scan_faults.py::test_a_folder_that_can_be_listed_but_not_entered_keeps_its_rows",  # noqa: E501
+    "the database refusing worker connections": "test_workers_faults.py::test_workers_refused_by_the_database_end_the_scan",  # noqa: E501
+    "a worker that dies": "test_workers_faults.py::test_a_worker_that_dies_ends_the_scan",
+    "every start method (forkserver)": "test_workers_faults.py::test_every_start_method_finds_the_same_groups",  # noqa: E501
+    "kill -9 of a scan: no worker left": "test_workers_faults.py::test_workers_die_with_a_scan_killed_by_sigkill",  # noqa: E501
+    "kill -9 at 20 moments of a scan": "test_reliability.py::test_kill_9_at_20_random_moments_then_resume",  # noqa: E501
+    "PostgreSQL stopped mid-scan": "test_reliability.py::test_postgresql_stopped_mid_scan_then_resumed",  # noqa: E501
+    "four concurrent scanners": "test_reliability.py::test_four_concurrent_scanners_match_sequential_scans",  # noqa: E501
+    "a SQLite catalogue reached through a link": "test_scan_faults.py::test_a_sqlite_catalogue_reached_through_a_link_is_not_catalogued",  # noqa: E501
+    # hostile names and bad input
+    "an invalid byte against a literal \\xNN": "test_display.py::test_outputs_tell_an_undecodable_byte_from_a_backslash",  # noqa: E501
+    "escape sequences and bidi controls in names": "test_display.py::test_text_output_escapes_controls_and_bidi",  # noqa: E501
+    "a root whose name is not UTF-8, in the report": "test_display.py::test_scan_report_of_a_non_utf8_root",  # noqa: E501
+    "null, nested and duplicate-key config files": "test_bad_input_low.py::test_duplicate_key_in_config_is_rejected",  # noqa: E501
+    "absurd sizes and run ids": "test_scan_faults.py::test_run_ids_out_of_range_are_one_line_errors",  # noqa: E501
+    "invalid connection settings never fall back": "test_bad_input_low.py::test_invalid_connection_setting_never_falls_back",  # noqa: E501
+    "a read-only catalogue": "test_bad_input_low.py::test_read_only_sqlite_catalogue_serves_reading_commands",  # noqa: E501
+    "40+ bad inputs": "test_bad_input.py::test_bad_input",
+}
+
+
+def test_the_suite_covers_every_listed_fault_kind() -> None:
+    tests = Path(__file__).resolve().parent
+    for kind, node in FAULT_KINDS.items():
+        module, name = node.split("::")
+        source = (tests / module).read_text(encoding="utf-8")
+        assert f"def {name}(" in source, f"{kind}: {node} does not exist"
+    assert len(FAULT_KINDS) == 32  # the count the README's safety section states

@@ -29,11 +29,12 @@ from dupfinder.actions.files import (
     same_content,
 )
 from dupfinder.actions.plan import Plan, Planned, check_move_target
+from dupfinder.actions.reflink import can_clone_here, clone_over
 from dupfinder.actions.trash import find_in_trash
 from dupfinder.db import journal
 from dupfinder.db.engine import Database
 from dupfinder.db.locks import action_lock
-from dupfinder.errors import SafetyError
+from dupfinder.errors import SafetyError, UsageError
 from dupfinder.paths import for_message
 from dupfinder.states import Action, EntryState, RunStatus
 
@@ -95,6 +96,8 @@ def act(p: Planned, to_dir: str | None, tag: int) -> str | None:
     elif p.action == Action.MOVE:
         assert to_dir is not None
         return move_file(p.path, to_dir, tag)
+    elif p.action == Action.REFLINK:
+        clone_over(p.path, p.kept, tag)
     else:
         raise ValueError(f"unknown action {p.action!r}")
     return None
@@ -136,6 +139,8 @@ def apply(db: Database, host: str, plan: Plan,
         raise SafetyError(f"the plan was made for host {plan.host}; only that host's own "
                           f"files can be acted on (this is {host})")
     target = check_move_target(plan.to, plan.roots) if plan.action == Action.MOVE else None
+    if plan.action == Action.REFLINK:
+        _check_clonable(plan)
     with action_lock(db, host):
         recover.close_dead_runs(db, host)
         linked = recover.symlink_targets(db, host)
@@ -166,6 +171,27 @@ def _finish_complete(db: Database, run_id: int) -> None:
     with db.session() as s:
         journal.finish_run(s, run_id, RunStatus.COMPLETE)
         s.commit()
+
+
+def _check_clonable(plan: Plan) -> None:
+    """A reflink plan none of whose files can be cloned is one error up front, not one skip
+    per file: one probe clone per file system the duplicates are on."""
+    reasons: dict[int, str | None] = {}
+    for p in plan:
+        folder = os.path.dirname(p.path)
+        try:
+            dev = os.stat(folder).st_dev
+        except OSError:
+            continue
+        if dev not in reasons:
+            reasons[dev] = can_clone_here(folder, p.kept)
+        if reasons[dev] is None:
+            return
+    if reasons:
+        first = next(iter(reasons.values()))
+        raise UsageError(f"--action reflink: no file of the plan can be cloned here ({first}); "
+                         "reflinks need a file system such as btrfs or XFS, with the copy "
+                         "that stays on the same one")
 
 
 def _new_entry(p: Planned, to_dir: str | None) -> journal.NewEntry:

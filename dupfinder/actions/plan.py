@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dupfinder.db.queries import Group, GroupFile
+from dupfinder.db.selection import Reference
 from dupfinder.errors import SafetyError, UsageError
 from dupfinder.paths import absolute, for_message, is_under
 from dupfinder.states import Action, KeepPolicy
@@ -79,11 +80,17 @@ def _rank(path: str, folders: Sequence[str]) -> int:
 
 
 def keeper(files: Sequence[GroupFile], keep: KeepPolicy, prefer: Sequence[str] = (),
-           roots: Sequence[str] = (), linked: frozenset[str] = frozenset()) -> GroupFile:
+           roots: Sequence[str] = (), linked: frozenset[str] = frozenset(),
+           references: Sequence[Reference] = (), outside_first: bool = False) -> GroupFile:
     """The copy that stays: a file that symbolic links made by dedupe point to first (so
-    they never dangle), then one under the first ``prefer`` folder, then by policy, then by
-    path (byte order), so the choice never depends on the order rows arrive in."""
+    they never dangle), then one under a reference folder, then one under the first
+    ``prefer`` folder, then (``outside_first``: deduping some folders against copies
+    elsewhere) one outside ``roots``, then by policy, then by path (byte order), so the
+    choice never depends on the order rows arrive in."""
     policy = KeepPolicy(keep)
+
+    def inside(f: GroupFile) -> bool:
+        return outside_first and any(is_under(f.path, r) for r in roots)
 
     def by_policy(f: GroupFile) -> tuple[int, ...]:
         if policy == KeepPolicy.OLDEST:
@@ -96,20 +103,36 @@ def keeper(files: Sequence[GroupFile], keep: KeepPolicy, prefer: Sequence[str] =
             return (-len(f.path),)
         return (_rank(f.path, roots),)
 
-    return min(files, key=lambda f: (f.path not in linked, _rank(f.path, prefer),
+    def stale(f: GroupFile) -> bool:
+        # a copy outside the folders asked about that is gone since its own folder was
+        # scanned: never the one to keep (inside them, a keeper gone since the scan makes
+        # its group a skip, as the catalogue is out of date right where the user acts)
+        return outside_first and not inside(f) and not os.path.isfile(f.path)
+
+    return min(files, key=lambda f: (stale(f), f.path not in linked,
+                                     not any(r.holds(f.path, f.host) for r in references),
+                                     _rank(f.path, prefer), inside(f),
                                      *by_policy(f), os.fsencode(f.path)))
 
 
 def plan_groups(groups: Iterable[Group], action: Action, keep: KeepPolicy = KeepPolicy.OLDEST,
                 prefer: Sequence[str] = (), roots: Sequence[str] = (),
-                linked: frozenset[str] = frozenset()) -> list[Planned]:
-    """Actions for every duplicate of every group; the keeper and its hard links are left
-    alone (they are one file already)."""
+                linked: frozenset[str] = frozenset(),
+                references: Sequence[Reference] = ()) -> list[Planned]:
+    """Actions for the duplicates under ``roots`` (everywhere when there are none) of every
+    group; the keeper and its hard links are left alone (they are one file already), and so
+    is every file under a reference folder. A copy outside ``roots`` is kept in preference,
+    so that deduping a folder against copies elsewhere empties the folder."""
     planned: list[Planned] = []
     for group in groups:
-        kept = keeper(group.files, keep, prefer, roots, linked)
+        kept = keeper(group.files, keep, prefer, roots, linked, references,
+                      outside_first=bool(roots))
         for f in sorted(group.files, key=lambda f: os.fsencode(f.path)):
             if (f.device, f.inode) == (kept.device, kept.inode):
+                continue
+            if roots and not any(is_under(f.path, r) for r in roots):
+                continue  # only files under the folders asked about are acted on
+            if any(r.holds(f.path, f.host) for r in references):
                 continue
             planned.append(Planned(Action(action), f.path, kept.path, group.size, group.hash,
                                    f.mtime_ns, kept.mtime_ns, f.device, f.inode))

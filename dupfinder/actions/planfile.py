@@ -6,8 +6,11 @@ must be this host, a move target outside the scanned folders, every file re-veri
 for byte against the copy it keeps right before acting). Deleting entries therefore never
 makes a plan unsafe: each entry names its own kept copy, which must still exist and match.
 
-Paths are written as text when they are valid UTF-8; a name that is not also gets
-``path_b64``/``keep_b64`` (its exact bytes in base64), which win when reading.
+Paths are written as text, exactly, when they are valid UTF-8; a name that is not is shown
+escaped and also gets ``path_b64``/``keep_b64``/``to_b64`` (its exact bytes in base64; for
+the lists ``roots`` and ``prefer``, ``roots_b64``/``prefer_b64``), which win when reading.
+Numbers must fit the catalogue's 64-bit columns; anything else malformed is one error
+naming the file, before anything is journaled or touched.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from dupfinder.states import Action, KeepPolicy
 
 FORMAT = "dupfinder-plan"
 VERSION = 1
+_INT64 = 2**63  # sizes and times are stored as signed 64-bit integers
+_HASH_MAX = 128  # the journal's hash column
 
 
 def _path_fields(key: str, path: str) -> dict[str, str]:
@@ -36,6 +41,15 @@ def _path_fields(key: str, path: str) -> dict[str, str]:
             f"{key}_b64": base64.b64encode(os.fsencode(path)).decode("ascii")}
 
 
+def _list_fields(key: str, paths: list[str]) -> dict[str, list[str]]:
+    """A list of paths as text, with ``<key>_b64`` (every path's bytes) when one of them
+    is not valid UTF-8."""
+    if all(is_utf8(p) for p in paths):
+        return {key: list(paths)}
+    return {key: [p if is_utf8(p) else display(p) for p in paths],
+            f"{key}_b64": [base64.b64encode(os.fsencode(p)).decode("ascii") for p in paths]}
+
+
 def plan_document(plan: Plan) -> dict[str, Any]:
     """The plan as a JSON-able document."""
     return {
@@ -43,9 +57,9 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": plan.host,
         "options": {**plan.options(),
-                    "prefer": [display(p) for p in plan.prefer],
-                    "roots": [display(r) for r in plan.roots],
-                    "to": display(plan.to) if plan.to else None},
+                    **_list_fields("prefer", plan.prefer),
+                    **_list_fields("roots", plan.roots),
+                    **(_path_fields("to", plan.to) if plan.to else {"to": None})},
         "entries": [
             {"action": str(p.action), **_path_fields("path", p.path),
              **_path_fields("keep", p.kept), "size": p.size, "host": plan.host,
@@ -90,18 +104,45 @@ class _Reader:
             raise self.fail(f"{where}'{key}' has the wrong type")
         return value
 
+    def integer(self, obj: dict[str, Any], key: str, where: str, low: int,
+                required: bool = True) -> int | None:
+        """An int in [low, 2**63): what the catalogue's 64-bit columns can hold."""
+        value = self.get(obj, key, int, where, required)
+        if value is not None and not low <= value < _INT64:
+            raise self.fail(f"{where}'{key}' is out of range")
+        return value
+
     def path(self, obj: dict[str, Any], key: str, where: str) -> str:
         raw = obj.get(f"{key}_b64")
         if raw is not None:
-            if not isinstance(raw, str):
-                raise self.fail(f"{where}'{key}_b64' has the wrong type")
-            try:
-                return os.fsdecode(base64.b64decode(raw, validate=True))
-            except (binascii.Error, ValueError) as exc:
-                raise self.fail(f"{where}'{key}_b64' is not base64") from exc
-        value = self.get(obj, key, str, where)
+            return self._checked(self._b64(raw, f"{key}_b64", where), f"{key}_b64", where)
+        return self._checked(self.get(obj, key, str, where), key, where)
+
+    def paths(self, obj: dict[str, Any], key: str, where: str) -> list[str]:
+        """An optional list of paths (``<key>_b64``, the exact bytes, wins)."""
+        name = f"{key}_b64"
+        raw = self.get(obj, name, list, where, required=False)
+        if raw is not None:
+            return [self._checked(self._b64(x, name, where), name, where) for x in raw]
+        values = self.get(obj, key, list, where, required=False) or []
+        if not all(isinstance(x, str) for x in values):
+            raise self.fail(f"{where}'{key}' must be a list of paths")
+        return [self._checked(x, key, where) for x in values]
+
+    def _b64(self, raw: Any, name: str, where: str) -> str:
+        if not isinstance(raw, str):
+            raise self.fail(f"{where}'{name}' has the wrong type")
+        try:
+            return os.fsdecode(base64.b64decode(raw, validate=True))
+        except (binascii.Error, ValueError) as exc:
+            raise self.fail(f"{where}'{name}' is not base64") from exc
+
+    def _checked(self, value: str, name: str, where: str) -> str:
+        """The exact bytes must name an absolute path, and no file name holds a NUL."""
         if not value.startswith("/"):
-            raise self.fail(f"{where}'{key}' is not an absolute path")
+            raise self.fail(f"{where}'{name}' is not an absolute path")
+        if "\0" in value:
+            raise self.fail(f"{where}'{name}' holds a NUL character")
         return value
 
 
@@ -146,9 +187,9 @@ def load_plan(path: str, host: str) -> Plan:
         keep = KeepPolicy(opts.get("keep") or KeepPolicy.OLDEST)
     except ValueError as exc:
         raise r.fail(f"options: {exc}") from exc
-    roots = [os.fsdecode(os.fsencode(x)) for x in r.get(opts, "roots", list, "options: ",
-                                                          required=False) or []]
-    to = r.get(opts, "to", str, "options: ", required=False)
+    roots = r.paths(opts, "roots", "options: ")
+    to = None if opts.get("to") is None and opts.get("to_b64") is None \
+        else r.path(opts, "to", "options: ")
     entries = r.get(doc, "entries", list, "")
     actions: list[Planned] = []
     for i, e in enumerate(entries, 1):
@@ -164,11 +205,14 @@ def load_plan(path: str, host: str) -> Plan:
         p, kept = r.path(e, "path", where), r.path(e, "keep", where)
         if p == kept:
             raise r.fail(f"{where}'path' and 'keep' are the same file")
-        size = r.get(e, "size", int, where)
+        size = r.integer(e, "size", where, 0)
         now_mtime, device, inode = _current(p)
-        mtime = r.get(e, "mtime_ns", int, where, required=False)
-        kept_mtime = r.get(e, "keep_mtime_ns", int, where, required=False)
-        actions.append(Planned(action, p, kept, size, r.get(e, "hash", str, where, False) or "",
+        mtime = r.integer(e, "mtime_ns", where, -_INT64, required=False)
+        kept_mtime = r.integer(e, "keep_mtime_ns", where, -_INT64, required=False)
+        full_hash = r.get(e, "hash", str, where, False) or ""
+        if len(full_hash) > _HASH_MAX:
+            raise r.fail(f"{where}'hash' is longer than {_HASH_MAX} characters")
+        actions.append(Planned(action, p, kept, size, full_hash,
                                now_mtime if mtime is None else mtime,
                                _current(kept)[0] if kept_mtime is None else kept_mtime,
                                device, inode))

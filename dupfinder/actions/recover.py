@@ -81,6 +81,10 @@ def record_done(s: Session, host: str, action: Action, path: str, kept: str) -> 
         kst = os.stat(kept)
         journal.relink_file(s, host, path, signed64(kst.st_dev), signed64(kst.st_ino),
                             kst.st_nlink, kst.st_mtime_ns)
+    elif action == Action.REFLINK:  # a file of its own still, with the same content
+        st = os.lstat(path)
+        journal.relink_file(s, host, path, signed64(st.st_dev), signed64(st.st_ino),
+                            st.st_nlink, st.st_mtime_ns)
     else:
         journal.forget_file(s, host, path)
 
@@ -104,6 +108,12 @@ def _effect(run: RunRecord, e: EntryRecord) -> tuple[EntryState, str | None, str
     """What a ``planned`` entry's action did: (state, message, stash)."""
     present = os.path.lexists(e.path)
     not_done = (EntryState.SKIPPED, "not done: the run ended before this action", None)
+    if e.action == Action.REFLINK:
+        tmp = temp_beside(e.path, e.id)  # a clone not yet renamed over the duplicate
+        if os.path.isfile(tmp) and not os.path.islink(tmp):
+            os.unlink(tmp)
+        return (EntryState.SKIPPED, "the run ended around this clone; the file's content "
+                "is the same either way", None)
     if e.action in (Action.HARDLINK, Action.SYMLINK):
         _discard_temp(e.path, e.id, e.kept)
         made = (_same_file(e.path, e.kept) and not os.path.islink(e.path)

@@ -73,28 +73,44 @@ def clone_over(path: str, kept: str, tag: int) -> None:
         raise
 
 
-def can_clone_here(folder: str, kept: str) -> str | None:
-    """None if ``folder`` can hold clones of ``kept``, else the reason why not (a probe
-    clone of the kept file into ``folder``, removed at once)."""
-    probe = os.path.join(folder, f".dupfinder-clone-probe-{os.getpid()}")
+def can_clone_here(folder: str, kept: str | None = None) -> str | None:
+    """None if the file system ``folder`` is on can make clones, else the reason why not.
+
+    The probe clones a small file made for it in ``folder`` (both removed at once), not
+    ``kept``: callers ask once per file system and apply the answer to every duplicate on
+    it, so the answer must not depend on one kept file (a kept copy on another file system,
+    or gone since the scan, is that one file's skip, not the whole file system's). An error
+    that says nothing about cloning (no write access to ``folder``, say) is not an answer
+    either: None, and each file then meets its own error. ``kept`` is accepted for the
+    callers' sake and not used."""
+    del kept
+    base = os.path.join(folder, f".dupfinder-clone-probe-{os.getpid()}")
+    flags = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        src = open_readonly(kept)
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    try:
-        dst = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        os.close(src)
-        return exc.strerror or str(exc)
-    try:
-        fcntl.ioctl(dst, FICLONE, src)
+        src = os.open(base + "-src", os.O_RDWR | flags, 0o600)
+    except OSError:
         return None
-    except OSError as exc:
-        return os.strerror(exc.errno or 0) if cannot_clone(exc) else (exc.strerror or str(exc))
+    try:
+        os.write(src, b"\0" * 4096)  # one whole block: a regular extent, not an inline one
+        try:
+            dst = os.open(base + "-dst", os.O_WRONLY | flags, 0o600)
+        except OSError:
+            return None
+        try:
+            fcntl.ioctl(dst, FICLONE, src)
+            return None
+        except OSError as exc:
+            return os.strerror(exc.errno or 0) if cannot_clone(exc) else None
+        finally:
+            os.close(dst)
+            with contextlib.suppress(OSError):
+                os.unlink(base + "-dst")
+    except OSError:
+        return None
     finally:
-        os.close(dst)
         os.close(src)
-        os.unlink(probe)
+        with contextlib.suppress(OSError):
+            os.unlink(base + "-src")
 
 
 def make_private(path: str, tag: int) -> None:

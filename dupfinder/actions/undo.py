@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from dupfinder.actions import recover
 from dupfinder.actions.files import same_content
+from dupfinder.actions.reflink import make_private
 from dupfinder.actions.trash import find_in_trash, info_for
 from dupfinder.db import journal
 from dupfinder.db.bulk import signed64
@@ -97,6 +98,11 @@ def undo_entry(entry: EntryRecord) -> None:
     if entry.action in (Action.HARDLINK, Action.SYMLINK):
         _copy_back(entry)
         return
+    if entry.action == Action.REFLINK:
+        if not os.path.isfile(path) or os.path.getsize(path) != entry.size:
+            raise CannotUndo("the file is gone or changed since it was cloned")
+        make_private(path, entry.id)
+        return
     if os.path.lexists(path):
         raise CannotUndo("something else is at the original path now")
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -152,7 +158,8 @@ def _undo_one(db: Database, host: str, entry: EntryRecord, result: UndoResult) -
         else:
             st = os.lstat(entry.path)
             journal.restore_file(s, host, entry.path, st.st_size, st.st_mtime_ns,
-                                 signed64(st.st_dev), signed64(st.st_ino), st.st_nlink)
+                                 signed64(st.st_dev), signed64(st.st_ino), st.st_nlink,
+                                 like=entry.kept, full_hash=entry.full_hash)
             journal.set_state(s, entry.id, EntryState.UNDONE)
             result.restored.append(entry.path)
             result.restored_bytes += entry.size

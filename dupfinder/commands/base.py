@@ -18,7 +18,9 @@ import click
 
 from dupfinder.catalogue import Catalogue
 from dupfinder.config import Settings, load_settings
+from dupfinder.db.selection import Reference
 from dupfinder.errors import DupfinderError, UsageError, mask_secrets, one_line
+from dupfinder.paths import absolute
 
 # Exit codes, shared by every command.
 EXIT_ERROR = 1  # a runtime failure (database unreachable, I/O error, ...)
@@ -176,3 +178,19 @@ def utf8_stdout() -> Iterator[TextIO]:
 
 
 pass_ctx = click.make_pass_decorator(Context, ensure=True)
+
+
+def reference_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--reference [HOST:]DIR``, repeatable."""
+    return click.option(
+        "--reference", "references", multiple=True, metavar="[HOST:]DIR",
+        help="Reference folder (of HOST, or of any host; repeatable): only groups with a "
+             "file under one; dedupe keeps that copy and never touches files there.")(f)
+
+
+def parse_reference(text: str) -> Reference:
+    """``DIR`` (any host) or ``HOST:DIR`` (that host's folder; DIR absolute or ``~``)."""
+    host, sep, folder = text.partition(":")
+    if sep and host and "/" not in host and folder.startswith(("/", "~")):
+        return Reference(absolute(folder), host)
+    return Reference(absolute(text))

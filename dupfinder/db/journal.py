@@ -219,11 +219,27 @@ def relink_file(session: Session, host: str, path: str, device: int, inode: int,
 
 
 def restore_file(session: Session, host: str, path: str, size: int, mtime_ns: int,
-                 device: int, inode: int, nlink: int) -> None:
-    """A file is back at its place (undo); its hashes are left for the next scan."""
+                 device: int, inode: int, nlink: int, like: str | None = None,
+                 full_hash: str | None = None) -> None:
+    """A file is back at its place (undo). Its content is known, so it takes the hashes of
+    ``like`` (the copy that stayed) when that row still has the content journaled, and
+    ``dupes`` lists it again at once, without a rescan."""
     now = db_now(session)
     upsert_files(session, [{
         "host": host, "path": path, "name": path.rsplit("/", 1)[-1], "size": size,
         "mtime_ns": mtime_ns, "device": device, "inode": inode, "nlink": nlink,
         "scan_id": None, "first_seen": now, "last_seen": now,
     }])
+    if like is None or full_hash is None:
+        return
+    kept = session.execute(
+        select(FileHash.prefix_hash, FileHash.full_hash, FileHash.hash_algo)
+        .where(FileHash.host == host, FileHash.path == to_db(like), FileHash.size == size,
+               FileHash.full_hash == full_hash)
+    ).first()
+    if kept is not None:
+        session.execute(
+            update(FileHash).where(FileHash.host == host, FileHash.path == to_db(path))
+            .values(prefix_hash=kept.prefix_hash, full_hash=kept.full_hash,
+                    hash_algo=kept.hash_algo)
+        )

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Select, and_, func, select
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from dupfinder.db.bulk import STREAM_ROWS
@@ -20,6 +20,9 @@ from dupfinder.db.files import under
 from dupfinder.db.models import FileHash, ScanMetadata
 from dupfinder.db.paths import from_db
 from dupfinder.db.scans import recent_scans
+from dupfinder.db.selection import EVERYTHING, Selection
+from dupfinder.errors import UsageError
+from dupfinder.paths import display, for_message
 from dupfinder.states import GroupSort
 
 F = FileHash
@@ -49,26 +52,6 @@ class Group:
     files: list[GroupFile] = field(default_factory=list)
 
 
-class Selection(NamedTuple):
-    """Which files a read looks at: one host's, under some folders, of a minimum size."""
-
-    host: str | None = None
-    roots: Sequence[str] | None = None
-    min_size: int = 0
-
-    def conditions(self) -> list[ColumnElement[bool]]:
-        """The selection as SQL conditions on ``file_hashes``."""
-        conds: list[ColumnElement[bool]] = [F.size >= self.min_size]
-        if self.host:
-            conds.append(F.host == self.host)
-        if self.roots:
-            conds.append(under(self.roots))
-        return conds
-
-
-EVERYTHING = Selection()
-
-
 def duplicate_groups(sel: Selection = EVERYTHING) -> Select[Any]:
     """Select one row per duplicate group: hash_algo, full_hash, size, files, inodes, wasted.
 
@@ -77,8 +60,8 @@ def duplicate_groups(sel: Selection = EVERYTHING) -> Select[Any]:
     """
     per_inode = (
         select(F.hash_algo, F.full_hash, F.size, F.host, F.device, F.inode,
-               func.count().label("links"))
-        .where(F.full_hash.is_not(None), *sel.conditions())
+               func.count().label("links"), *sel.inode_flags())
+        .where(F.full_hash.is_not(None), *sel.member_conditions())
         .group_by(F.hash_algo, F.full_hash, F.size, F.host, F.device, F.inode)
         .subquery()
     )
@@ -92,7 +75,7 @@ def duplicate_groups(sel: Selection = EVERYTHING) -> Select[Any]:
             ((func.count() - 1) * per_inode.c.size).label("wasted"),
         )
         .group_by(per_inode.c.hash_algo, per_inode.c.full_hash, per_inode.c.size)
-        .having(func.count() > 1)
+        .having(func.count() > 1, *sel.group_conditions(per_inode))
     )
 
 
@@ -129,7 +112,7 @@ def iter_groups(session: Session, sel: Selection = EVERYTHING,
                F.path, F.host, F.mtime_ns, F.device, F.inode)
         .join(g, and_(F.size == g.c.size, F.full_hash == g.c.full_hash,
                       F.hash_algo == g.c.hash_algo))
-        .where(*sel.conditions())
+        .where(*sel.member_conditions())
         .order_by(order.desc(), g.c.size.desc(), g.c.full_hash, g.c.hash_algo, F.host, F.path)
         .execution_options(yield_per=STREAM_ROWS)
     )
@@ -161,7 +144,7 @@ class CatalogFile(NamedTuple):
 def iter_files(session: Session, sel: Selection = EVERYTHING, limit: int | None = None
                ) -> Iterator[CatalogFile]:
     """Stream every selected file, by host and path."""
-    stmt = (select(F.path, F.size, F.host, F.mtime_ns).where(*sel.conditions())
+    stmt = (select(F.path, F.size, F.host, F.mtime_ns).where(*sel.file_conditions())
             .order_by(F.host, F.path).limit(limit).execution_options(yield_per=STREAM_ROWS))
     for row in session.execute(stmt):
         yield CatalogFile(from_db(row.path), int(row.size), row.host, row.mtime_ns)
@@ -199,7 +182,7 @@ def stats(session: Session, sel: Selection = EVERYTHING, top: int = 10) -> Stats
     """
     files, nbytes, hosts = session.execute(
         select(func.count(), func.coalesce(func.sum(F.size), 0),
-               func.count(func.distinct(F.host))).where(*sel.conditions())
+               func.count(func.distinct(F.host))).where(*sel.file_conditions())
     ).one()
     totals = group_totals(session, sel)
     ext: Counter[str] = Counter()
@@ -230,6 +213,26 @@ def stats(session: Session, sel: Selection = EVERYTHING, top: int = 10) -> Stats
         top_folders=[Waste(d, b, folder_n[d]) for d, b in folder.most_common(top)],
         scans=recent_scans(session, top),
     )
+
+
+def check_selection(session: Session, host: str | None, folders: Sequence[str],
+                    hosts: Sequence[str] = (), empty_ok: bool = False) -> None:
+    """Raise :class:`UsageError` for a question that is a mistake rather than one with an
+    empty answer: nothing catalogued at all, a host label the catalogue does not know, a
+    folder that neither exists nor holds catalogued files (a typo)."""
+    if not empty_ok and session.execute(select(F.id).limit(1)).first() is None:
+        raise UsageError("no files catalogued yet: run `dupfinder scan PATH`")
+    for label in ([host] if host else []) + list(hosts):
+        if session.execute(select(F.id).where(F.host == label).limit(1)).first() is None:
+            known = session.scalars(select(F.host).distinct().order_by(F.host).limit(20)).all()
+            raise UsageError(f"--host {display(label)}: the catalogue has no files of that "
+                             f"host (it has: {', '.join(display(k) for k in known)})")
+    for folder in folders:
+        if os.path.lexists(folder):
+            continue
+        if session.execute(select(F.id).where(under([folder])).limit(1)).first() is None:
+            raise UsageError(f"{for_message(folder)}: no such file or folder, and nothing "
+                             "catalogued under it")
 
 
 def scanned_roots(session: Session, host: str) -> list[str]:

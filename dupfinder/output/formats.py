@@ -69,16 +69,19 @@ def write_fdupes(groups: Iterable[Group], out: BinaryIO) -> tuple[int, int]:
     return n, wasted
 
 
-def json_file(path: str, host: str, mtime_ns: int) -> dict[str, str]:
-    """One file of a JSON group. ``path`` is the display form; a name that is not valid
-    UTF-8 also gets ``path_b64``, its exact bytes in base64, because no JSON string can
-    carry those bytes (and ``path`` alone reads like a name holding ``\\xNN``)."""
+def json_path(path: str) -> dict[str, str]:
+    """A path for JSON: ``path`` in display form, and for a name that is not valid UTF-8
+    also ``path_b64``, its exact bytes in base64, because no JSON string can carry those
+    bytes (and ``path`` alone reads like a name holding ``\\xNN``)."""
     doc = {"path": display(path)}
     if not is_utf8(path):
         doc["path_b64"] = base64.b64encode(os.fsencode(path)).decode("ascii")
-    doc["host"] = host
-    doc["mtime"] = iso_mtime(mtime_ns)
     return doc
+
+
+def json_file(path: str, host: str, mtime_ns: int) -> dict[str, str]:
+    """One file of a JSON group."""
+    return {**json_path(path), "host": host, "mtime": iso_mtime(mtime_ns)}
 
 
 def write_json(groups: Iterable[Group], out: TextIO, meta: dict[str, object]) -> tuple[int, int]:

@@ -7,6 +7,15 @@ stops any script but the report's own. Every name and root is in the display for
 :func:`dupfinder.paths.display`: undecodable bytes, controls and bidi controls show as visible
 escapes (a right-to-left override cannot reorder a name), and nothing holds a lone surrogate,
 which UTF-8 cannot encode.
+
+A person can tick copies on the page (never a group's kept copy) and download them as a plan
+file in the format of :mod:`dupfinder.actions.planfile`, for ``dupfinder apply FILE``: the
+page turns each display form back into the name's exact bytes (``path_b64``/``keep_b64``),
+and each file carries its exact nanosecond mtime, which ``apply`` re-checks.
+
+The page also lists the duplicate folders of the selection (:mod:`dupfinder.db.folders`:
+folders holding the same files, topmost matches only), with the bytes removing all but one
+folder of each group would free, each byte counted once.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import json
 import os
 import secrets
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +37,7 @@ from dupfinder import __version__
 from dupfinder.actions.plan import keeper
 from dupfinder.config import mask_url
 from dupfinder.db.engine import Database
+from dupfinder.db.folders import FolderGroup, duplicate_folders
 from dupfinder.db.queries import (
     EVERYTHING,
     Group,
@@ -67,11 +78,17 @@ def script_safe_json(data: Any) -> str:
 
 class ReportFile(NamedTuple):
     """One file of a group as the page reads it (serialised as a compact JSON array: a
-    report of 1M files is ~50 MB, and field names would add a third)."""
+    report of 1M files is ~50 MB, and field names would add a third).
+
+    ``mtime_ns`` is the exact modification time a plan file made from the page records
+    (``dupfinder apply`` re-checks it); it is a decimal string because a JavaScript number
+    holds only 53 bits and would round it. New fields go at the end, so readers of the
+    older arrays keep working."""
 
     path: str
     host: str
     mtime: int  # seconds
+    mtime_ns: str  # nanoseconds, exact, as a decimal string
 
 
 class ReportGroup(NamedTuple):
@@ -92,7 +109,8 @@ class ReportGroup(NamedTuple):
 
 
 def _group(g: Group, keep: KeepPolicy) -> ReportGroup:
-    files = [ReportFile(display(f.path), f.host, f.mtime_ns // 1_000_000_000) for f in g.files]
+    files = [ReportFile(display(f.path), f.host, f.mtime_ns // 1_000_000_000, str(f.mtime_ns))
+             for f in g.files]
     kept = keeper(g.files, keep)
     inodes: dict[tuple[str, int, int], int] = {}
     links = [inodes.setdefault((f.host, f.device, f.inode), len(inodes)) for f in g.files]
@@ -107,6 +125,54 @@ class ListedFile(NamedTuple):
     size: int
     host: str
     mtime: int  # seconds
+
+
+class ReportFolderGroup(NamedTuple):
+    """One group of duplicate folders as the page reads it (a JSON array): ``files`` and
+    ``size`` are one folder's, ``wasted`` the size of all but one; ``folders`` are
+    ``[path, host]`` pairs in display form."""
+
+    size: int
+    files: int
+    wasted: int
+    folders: list[tuple[str, str]]
+
+
+def _folder_group(g: FolderGroup) -> ReportFolderGroup:
+    return ReportFolderGroup(g.size, g.files, g.wasted,
+                             [(display(f.path), f.host) for f in g.folders])
+
+
+def folder_reclaimable(groups: list[FolderGroup]) -> int:
+    """The bytes removing all but one folder of each group frees, each byte once.
+
+    A group's ``wasted`` can overlap an enclosing group's (its folders lie partly inside
+    another group's folders), so the sum would count bytes twice. Groups are taken outer
+    first (a nested folder holds fewer files); of a group, only the folders not inside a
+    folder already removed count, and the one kept is the one holding the most other listed
+    folders (so that their groups still have all their copies)."""
+
+    def above(f: tuple[str, str]) -> Iterator[tuple[str, str]]:  # its ancestor folders
+        path, host = f
+        while path not in ("/", ""):
+            path = path.rpartition("/")[0] or "/"
+            yield path, host
+
+    below: Counter[tuple[str, str]] = Counter()  # folder -> listed folders inside it
+    for g in groups:
+        for f in g.folders:
+            below.update(above((f.path, f.host)))
+    removed: set[tuple[str, str]] = set()
+    total = 0
+    for g in sorted(groups, key=lambda g: (-g.size, -g.files)):
+        alive = [(f.path, f.host) for f in g.folders]
+        alive = [f for f in alive if f not in removed and removed.isdisjoint(above(f))]
+        if len(alive) < 2:
+            continue
+        kept = max(alive, key=lambda d: below[d])
+        removed.update(f for f in alive if f != kept)
+        total += g.size * (len(alive) - 1)
+    return total
 
 
 def report_data(db: Database, sel: Selection = EVERYTHING,
@@ -126,12 +192,15 @@ def report_data(db: Database, sel: Selection = EVERYTHING,
                      for f in iter_files(s, sel, limit=all_files_cap + 1)]
         exts.update(_ext(f.path) for f in all_files)
         scans = scan_overview(s)
+        folder_groups = duplicate_folders(s, sel.roots, sel.host)
     for sc in scans:  # filesystem paths as the scan was given them
         sc["roots"] = [display(r) for r in sc["roots"] or []]
     truncated = len(all_files) > all_files_cap
     return {
         "summary": {"files": st.files, "bytes": st.bytes, "groups": st.groups,
-                    "files_in_groups": st.files_in_groups, "wasted": st.wasted},
+                    "files_in_groups": st.files_in_groups, "wasted": st.wasted,
+                    "folder_groups": len(folder_groups),
+                    "folder_wasted": folder_reclaimable(folder_groups)},
         "hosts": st.hosts,
         "keep_policy": str(KeepPolicy(keep)),
         "groups": groups,
@@ -139,6 +208,7 @@ def report_data(db: Database, sel: Selection = EVERYTHING,
         "files_truncated": truncated,
         "extensions": [e for e, _ in exts.most_common(200)],
         "scans": scans,
+        "folder_groups": [_folder_group(g) for g in folder_groups],
     }
 
 

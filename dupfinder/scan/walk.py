@@ -35,6 +35,16 @@ from dupfinder.paths import absolute, for_message, is_under
 IGNORE_FILES = (".gitignore", ".ignore", ".dupfinderignore")
 
 
+class Skipped(NamedTuple):
+    """A path the walk saw but did not select (a filter, a link not followed, a folder not
+    entered). Its catalogue rows, and with ``folder`` every row below it, are kept: what
+    the filters did not select was not examined, so it is not known to be gone (a narrower
+    rescan must not forget what a wider scan found)."""
+
+    path: str
+    folder: bool
+
+
 class Entry(NamedTuple):
     """A regular file the walk found, with the metadata the catalogue keeps."""
 
@@ -224,9 +234,11 @@ def normalize_roots(paths: list[str]) -> list[str]:
     return kept
 
 
-def walk(roots: list[str], opts: WalkOptions, problems: WalkProblems) -> Iterator[Entry]:
+def walk(roots: list[str], opts: WalkOptions, problems: WalkProblems
+         ) -> Iterator[Entry | Skipped]:
     """Yield every regular file under ``roots`` that passes the filters (a root that is a
-    file is taken as named: the filters are for what a walk finds)."""
+    file is taken as named: the filters are for what a walk finds), and a :class:`Skipped`
+    for what the filters or the walk's rules left out."""
     visited: set[tuple[int, int]] = set()
     for root in roots:
         try:
@@ -239,6 +251,8 @@ def walk(roots: list[str], opts: WalkOptions, problems: WalkProblems) -> Iterato
             if _size_ok(st.st_size, opts):
                 yield Entry(root, name, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino,
                             st.st_nlink)
+            else:
+                yield Skipped(root, False)
             continue
         if stat.S_ISDIR(st.st_mode):
             visited.add((st.st_dev, st.st_ino))
@@ -278,7 +292,7 @@ def _entry_error(problems: WalkProblems, path: str, exc: OSError) -> None:
 
 def _walk_dir(root: str, root_dev: int, opts: WalkOptions, problems: WalkProblems,
               visited: set[tuple[int, int]], exclude: Patterns | None,
-              include: Patterns | None) -> Iterator[Entry]:
+              include: Patterns | None) -> Iterator[Entry | Skipped]:
     # each folder with its path relative to the root ("" or "a/b/") and the ignore files
     # that apply there: (length of the relative path of their folder, patterns)
     Layers = tuple[tuple[int, Patterns], ...]
@@ -307,20 +321,23 @@ def _walk_dir(root: str, root_dev: int, opts: WalkOptions, problems: WalkProblem
             filtering = exclude is not None or bool(layers)
             for entry in entries:
                 name = entry.name
-                if not hidden and name.startswith("."):
-                    continue
                 path = entry.path
+                if not hidden and name.startswith("."):
+                    yield Skipped(path, True)  # a file or a folder: keep what is below
+                    continue
                 try:
                     if entry.is_symlink():
                         if not follow:
                             if not (filtering and _excluded(rel + name, exclude, layers)):
                                 problems.skipped_links += 1
+                            yield Skipped(path, True)
                             continue
                         try:
                             st = os.stat(path)
                         except OSError as exc:
                             if not (filtering and _excluded(rel + name, exclude, layers)):
                                 problems.add(path, f"broken symlink ({exc.strerror})")
+                            yield Skipped(path, True)
                             continue
                         is_dir = stat.S_ISDIR(st.st_mode)
                     else:
@@ -331,8 +348,10 @@ def _walk_dir(root: str, root_dev: int, opts: WalkOptions, problems: WalkProblem
                     continue
                 if is_dir:
                     if filtering and _excluded(rel + name + "/", exclude, layers):
+                        yield Skipped(path, True)
                         continue  # pruned: never entered
                     if opts.max_depth is not None and depth >= opts.max_depth:
+                        yield Skipped(path, True)
                         continue
                     if st is None:
                         if not (opts.one_file_system or follow):
@@ -344,15 +363,18 @@ def _walk_dir(root: str, root_dev: int, opts: WalkOptions, problems: WalkProblem
                             problems.add(path, exc)
                             continue
                     if opts.one_file_system and st.st_dev != root_dev:
+                        yield Skipped(path, True)
                         continue
                     if follow:
                         key = (st.st_dev, st.st_ino)
                         if key in visited:
+                            yield Skipped(path, True)
                             continue  # a loop, or a folder already reached another way
                         visited.add(key)
                     subdirs.append((path, rel + name + "/"))
                     continue
                 if filtering and _excluded(rel + name, exclude, layers):
+                    yield Skipped(path, False)
                     continue
                 if path in opts.skip_paths:
                     continue
@@ -366,8 +388,10 @@ def _walk_dir(root: str, root_dev: int, opts: WalkOptions, problems: WalkProblem
                     continue
                 size = st.st_size
                 if size < opts.min_size or (opts.max_size is not None and size > opts.max_size):
+                    yield Skipped(path, False)
                     continue
                 if include is not None and include.check(rel + name) is not True:
+                    yield Skipped(path, False)
                     continue
                 yield Entry(path, name, size, st.st_mtime_ns, st.st_dev, st.st_ino,
                             st.st_nlink)

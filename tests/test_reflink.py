@@ -1,0 +1,293 @@
+"""``--action reflink`` on a real btrfs file system (a loop image mounted for the module),
+on both backends: the bytes become shared, every file stays a file of its own, and undo
+makes them private copies again."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dupfinder import Catalogue, UsageError
+from tests.helpers import HOST, blob, tree_checksums, write
+
+MiB = 1 << 20
+SLACK = 256 * 1024  # metadata and rounding that `btrfs filesystem du` may count
+T0 = 1_600_000_000_000_000_000
+
+
+def _run(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def btrfs_mount() -> Iterator[Path]:
+    """A fresh 300 MiB btrfs on a loop image in a temporary folder, mounted; unmounted and
+    removed afterwards, whatever happened."""
+    assert os.geteuid() == 0, "the reflink tests mount a btrfs loop image: run them as root"
+    assert shutil.which("mkfs.btrfs"), "mkfs.btrfs is missing (Debian package btrfs-progs)"
+    base = Path(tempfile.mkdtemp(prefix="dupfinder-btrfs-"))
+    img, mnt = base / "img", base / "mnt"
+    mounted = False
+    try:
+        mnt.mkdir()
+        _run("truncate", "-s", "300M", str(img))
+        _run("mkfs.btrfs", "-q", str(img))
+        _run("mount", "-o", "loop", str(img), str(mnt))
+        mounted = True
+        yield mnt
+    finally:
+        if mounted and subprocess.run(["umount", str(mnt)],
+                                      capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def btrfs() -> Iterator[Path]:
+    """The mount point of a btrfs made for this module."""
+    with btrfs_mount() as mnt:
+        yield mnt
+
+
+@pytest.fixture
+def on_btrfs(btrfs: Path) -> Iterator[Path]:
+    """A fresh folder on the btrfs (the mount is shared by the module's tests)."""
+    folder = Path(tempfile.mkdtemp(dir=btrfs, prefix="t-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What ``btrfs filesystem du -s --raw`` says of a folder, in bytes."""
+
+    total: int
+    exclusive: int
+    shared: int
+
+
+def du(folder: Path) -> Usage:
+    """Space use of ``folder`` once everything is on disk."""
+    _run("sync")
+    out = subprocess.run(["btrfs", "filesystem", "du", "-s", "--raw", str(folder)],
+                         check=True, capture_output=True, text=True).stdout
+    header, line = out.strip().splitlines()[-2:]
+    assert header.split()[:3] == ["Total", "Exclusive", "Set"], out
+    m = re.match(r"\s*(\d+)\s+(\d+)\s+(\d+)\s+", line)
+    assert m, out
+    return Usage(*(int(x) for x in m.groups()))
+
+
+def stamp(path: Path, mode: int, seconds: int) -> None:
+    t = T0 + seconds * 1_000_000_000
+    os.chmod(path, mode)
+    os.utime(path, ns=(t, t))
+
+
+def meta(path: Path) -> tuple[int, int, int]:
+    """(mode, mtime_ns, size): what a clone and its undo must keep."""
+    st = os.lstat(path)
+    return st.st_mode, st.st_mtime_ns, st.st_size
+
+
+def three_copies(folder: Path, size: int = 2 * MiB) -> tuple[Path, list[Path], bytes]:
+    """``keep`` (the oldest) and two duplicates with other modes and mtimes."""
+    data = blob(42, size)
+    kept = write(folder / "keep.bin", data)
+    dups = [write(folder / "sub" / "copy one.bin", data), write(folder / "copy-2.bin", data)]
+    stamp(kept, 0o644, 0)
+    stamp(dups[0], 0o600, 10)
+    stamp(dups[1], 0o640, 20)
+    return kept, dups, data
+
+
+def leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if "dupfinder" in p.name]
+
+
+def run(cli, db_url: str, *args: str):
+    return cli(*args, "--db-url", db_url, "--host-label", HOST)
+
+
+def test_reflink_shares_the_bytes_and_keeps_each_file(cat: Catalogue, on_btrfs: Path) -> None:
+    kept, dups, data = three_copies(on_btrfs)
+    before = {p: meta(p) for p in [kept, *dups]}
+    inodes = {p: p.stat().st_ino for p in [kept, *dups]}
+    cat.scan([on_btrfs])
+    used = du(on_btrfs)
+    assert used.exclusive >= 3 * len(data) - SLACK and used.shared <= SLACK
+
+    plan = cat.plan_dedupe("reflink", on_btrfs)
+    assert {(p.path, p.kept) for p in plan} == {(str(d), str(kept)) for d in dups}
+    run_ = cat.apply(plan)
+    assert (run_.done, run_.skipped, run_.failed) == (2, [], [])
+    assert run_.reclaimed == 2 * len(data)
+
+    for p in [kept, *dups]:
+        assert p.read_bytes() == data
+        assert meta(p) == before[p]  # name, mode, mtime and size kept
+        assert not p.is_symlink() and p.stat().st_nlink == 1
+    assert kept.stat().st_ino == inodes[kept]  # the kept file itself is not touched
+    assert len({p.stat().st_ino for p in [kept, *dups]}) == 3  # no hard links
+    assert leftovers(on_btrfs) == []  # no temporary or probe file left behind
+
+    after = du(on_btrfs)
+    assert after.total == used.total
+    assert after.exclusive <= used.exclusive - 2 * len(data) + SLACK
+    assert after.shared >= len(data) - SLACK  # one set of extents, shared by all three
+
+    # each clone is a file of its own: writing to one leaves the others alone
+    with open(dups[0], "r+b") as f:
+        f.write(b"changed")
+    assert kept.read_bytes() == data and dups[1].read_bytes() == data
+
+
+def test_the_catalogue_follows_a_reflink_run(cli, cat: Catalogue, db_url: str,
+                                             on_btrfs: Path) -> None:
+    kept, dups, data = three_copies(on_btrfs)
+    cat.scan([on_btrfs])
+    run_ = cat.apply(cat.plan_dedupe("reflink", on_btrfs))
+    assert run_.done == 2
+
+    groups = list(cat.groups(on_btrfs))
+    assert len(groups) == 1
+    assert groups[0].size == len(data) and groups[0].inodes == 3
+    assert {f.path for f in groups[0].files} == {str(p) for p in [kept, *dups]}
+    assert {f.inode for f in groups[0].files} == {p.stat().st_ino for p in [kept, *dups]}
+
+    again = cat.scan([on_btrfs])
+    assert again.duplicate_groups == 1
+    assert [{f.path for f in g.files} for g in cat.groups(on_btrfs)] == \
+        [{str(p) for p in [kept, *dups]}]
+
+    res = run(cli, db_url, "journal", str(run_.id))
+    assert res.code == 0, res.err
+    done = [line for line in res.out.splitlines() if re.search(r"\bdone\s+reflink\b", line)]
+    assert len(done) == 2
+    assert all(any(str(d) in line for line in done) for d in dups)
+    listing = run(cli, db_url, "journal")
+    assert "reflink  complete      2 planned, 2 done, 0 skipped" in listing.out
+
+
+def test_undo_makes_private_copies_again(cat: Catalogue, on_btrfs: Path) -> None:
+    kept, dups, data = three_copies(on_btrfs)
+    before = {p: meta(p) for p in [kept, *dups]}
+    cat.scan([on_btrfs])
+    private = du(on_btrfs)
+    run_ = cat.apply(cat.plan_dedupe("reflink", on_btrfs))
+    assert run_.done == 2
+    shared = du(on_btrfs)
+    assert shared.exclusive <= private.exclusive - 2 * len(data) + SLACK
+
+    result = cat.undo(run_.id)
+    assert result.not_restored == [] and sorted(result.restored) == sorted(map(str, dups))
+    assert result.restored_bytes == 2 * len(data)
+    for p in [kept, *dups]:
+        assert p.read_bytes() == data
+        assert meta(p) == before[p]
+        assert not p.is_symlink() and p.stat().st_nlink == 1
+    assert len({p.stat().st_ino for p in [kept, *dups]}) == 3
+    assert leftovers(on_btrfs) == []
+    back = du(on_btrfs)
+    assert back.total == private.total
+    assert back.exclusive >= private.exclusive - SLACK  # every file owns its bytes again
+    assert back.shared <= SLACK
+    # the catalogue still knows the group, without a rescan
+    assert [{f.path for f in g.files} for g in cat.groups(on_btrfs)] == \
+        [{str(p) for p in [kept, *dups]}]
+    assert cat.undo(run_.id).already_undone
+
+
+def test_reflink_where_nothing_can_be_cloned_is_one_error_up_front(
+        cli, cat: Catalogue, db_url: str, tmp_path: Path) -> None:
+    root = tmp_path / "tree"  # on the root file system (ext4 here: no FICLONE)
+    kept, dups, _ = three_copies(root, size=300_000)
+    inodes = {p: p.stat().st_ino for p in [kept, *dups]}
+    cat.scan([root])
+    before = tree_checksums(root)
+    plan = cat.plan_dedupe("reflink", root)
+    assert len(plan) == 2
+    with pytest.raises(UsageError, match="no file of the plan can be cloned"):
+        cat.apply(plan)
+    assert tree_checksums(root) == before
+    assert cat.runs() == []  # refused before anything was journaled
+    assert leftovers(root) == []
+
+    res = run(cli, db_url, "dedupe", str(root), "--action", "reflink", "--apply", "-y")
+    assert res.code == 2, res.out + res.err
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dupfinder: error: ")
+    assert "no file of the plan can be cloned" in lines[0] and "btrfs" in lines[0]
+    assert tree_checksums(root) == before
+    assert {p: p.stat().st_ino for p in [kept, *dups]} == inodes
+    assert cat.runs() == []
+
+
+@pytest.mark.parametrize("first", ["cross", "clonable"])
+def test_mixed_plan_skips_what_cannot_be_cloned_and_does_the_rest(
+        cli, cat: Catalogue, db_url: str, on_btrfs: Path, tmp_path: Path, first: str) -> None:
+    """Group A lives on the btrfs; group B keeps its oldest copy on the root file system
+    and has a duplicate on the btrfs (a clone cannot span file systems); group C keeps its
+    copy on the btrfs and has a duplicate elsewhere. Whichever group the plan lists first,
+    A is cloned and B and C are skipped, each with its reason."""
+    elsewhere = tmp_path / "elsewhere"
+    big, small = 3 * MiB, 1 * MiB  # groups are planned biggest waste first
+    a_data = blob(1, small if first == "cross" else big)
+    b_data = blob(2, big if first == "cross" else small)
+    c_data = blob(3, small)
+    a_kept, a_dup = write(on_btrfs / "a/keep", a_data), write(on_btrfs / "a/dup", a_data)
+    b_kept, b_dup = write(elsewhere / "b/keep", b_data), write(on_btrfs / "b/dup", b_data)
+    c_kept, c_dup = write(on_btrfs / "c/keep", c_data), write(elsewhere / "c/dup", c_data)
+    for kept, dup in [(a_kept, a_dup), (b_kept, b_dup), (c_kept, c_dup)]:
+        stamp(kept, 0o644, 0)
+        stamp(dup, 0o600, 5)
+    cat.scan([on_btrfs, elsewhere])
+    before = tree_checksums(on_btrfs) | tree_checksums(elsewhere)
+    inodes = {p: p.stat().st_ino for p in [b_dup, c_dup]}
+
+    plan = cat.plan_dedupe("reflink", [on_btrfs, elsewhere])
+    assert {(p.path, p.kept) for p in plan} == {
+        (str(a_dup), str(a_kept)), (str(b_dup), str(b_kept)), (str(c_dup), str(c_kept))}
+    assert plan.actions[0].path == str(b_dup if first == "cross" else a_dup)
+    run_ = cat.apply(plan)
+    assert run_.done == 1 and run_.failed == []
+    skipped = dict(run_.skipped)
+    assert set(skipped) == {str(b_dup), str(c_dup)}
+    assert all("cannot clone" in why for why in skipped.values()), skipped
+    assert a_dup.stat().st_ino != a_kept.stat().st_ino
+    assert {p: p.stat().st_ino for p in [b_dup, c_dup]} == inodes  # not touched
+    assert tree_checksums(on_btrfs) | tree_checksums(elsewhere) == before
+    assert leftovers(on_btrfs) == [] and leftovers(elsewhere) == []
+
+    entries = run(cli, db_url, "journal", str(run_.id)).out
+    assert re.search(r"done\s+reflink\s+" + re.escape(str(a_dup)), entries)
+    assert len(re.findall(r"skipped\s+reflink.*cannot clone", entries)) == 2
+
+
+def test_a_kept_copy_gone_since_the_scan_skips_only_its_group(cat: Catalogue,
+                                                              on_btrfs: Path) -> None:
+    """The up-front check must not take one missing kept copy (the first the plan names)
+    for a file system that cannot clone."""
+    first_kept, first_dup = (write(on_btrfs / "big" / n, blob(5, 2 * MiB)) for n in "ab")
+    kept, dups, data = three_copies(on_btrfs, size=MiB)
+    for p, age in [(first_kept, 0), (first_dup, 1)]:
+        stamp(p, 0o644, age)
+    cat.scan([on_btrfs])
+    plan = cat.plan_dedupe("reflink", on_btrfs)
+    assert plan.actions[0].kept == str(first_kept)
+    first_kept.unlink()
+    run_ = cat.apply(plan)
+    assert run_.skipped == [(str(first_dup), "the copy that stays is gone")]
+    assert run_.done == 2 and run_.failed == []
+    assert first_dup.read_bytes() == blob(5, 2 * MiB)
+    assert all(d.read_bytes() == data for d in dups)
+    assert leftovers(on_btrfs) == []
