@@ -11,7 +11,6 @@ import click
 from click.shell_completion import get_completion_class
 
 from dupfinder import __version__
-from dupfinder.commands import dedupe, query, scan
 from dupfinder.commands.base import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -34,9 +33,47 @@ class _StdoutClosed(Exception):  # noqa: N818 - not an error: the reader went aw
     own handling of it (which, outside standalone mode, exits 1) to :func:`main`."""
 
 
+# name -> (module, function, one-line summary). Commands are imported when they run, so
+# `dupfinder --version` and `--help` load neither SQLAlchemy nor the library (measured:
+# 0.82-1.12 s with every command imported up front, under load).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "scan": ("scan", "scan_cmd", "Scan folders or files into the catalogue; find duplicates."),
+    "dupes": ("query", "dupes_cmd", "List duplicate groups (text, fdupes, JSON or CSV)."),
+    "stats": ("query", "stats_cmd", "Totals, the biggest wasters and the latest scans."),
+    "report": ("query", "report_cmd", "Write a self-contained HTML report of the duplicates."),
+    "unique": ("query", "unique_cmd", "Files under PATHs with no copy elsewhere (backup check)."),
+    "folders": ("query", "folders_cmd", "Duplicate folders: whole subtrees with equal contents."),
+    "dedupe": ("dedupe", "dedupe_cmd", "Plan, and with --apply make, one action per duplicate."),
+    "apply": ("dedupe", "apply_cmd", "Carry out a plan file made by dedupe --save-plan."),
+    "undo": ("dedupe", "undo_cmd", "Reverse the actions of a dedupe run."),
+    "journal": ("dedupe", "journal_cmd", "List this host's dedupe runs, or one run's entries."),
+}
+
+
 class _Group(click.Group):
-    """The root group: a closed stdout anywhere below it (``--help`` included) reaches
+    """The root group: commands load on first use (their summaries come from
+    :data:`COMMANDS`), and a closed stdout anywhere below it (``--help`` included) reaches
     :func:`main` as :class:`_StdoutClosed`."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            import importlib
+
+            module, attr, summary = COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(f"dupfinder.commands.{module}"), attr)
+            command.short_help = summary
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2] if name in COMMANDS
+                 else self.commands[name].get_short_help_str(formatter.width))
+                for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         try:
@@ -92,10 +129,6 @@ def completion_cmd(shell: str) -> None:
     click.echo(comp_cls(cli, {}, PROG_NAME, COMPLETE_VAR).source().encode(), nl=False)
 
 
-for command in (scan.scan_cmd, query.dupes_cmd, query.stats_cmd, query.report_cmd,
-                query.unique_cmd, query.folders_cmd,
-                dedupe.dedupe_cmd, dedupe.apply_cmd, dedupe.undo_cmd, dedupe.journal_cmd):
-    cli.add_command(command)
 
 
 def _flush_stdout() -> None:

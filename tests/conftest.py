@@ -92,6 +92,22 @@ def db(db_url: str) -> Iterator[Database]:
 
 
 @pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A folder outside pytest's root-only temp folders, which the unprivileged user
+    (``nobody``, see tests/helpers.py ``as_unprivileged``) can reach and write in."""
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="dupfinder-shared-"))
+    base.chmod(0o777)
+    yield base
+    for folder, dirs, _files in os.walk(base):
+        for d in dirs:
+            os.chmod(os.path.join(folder, d), 0o755)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
 def cat(db_url: str) -> Iterator[Catalogue]:
     """The catalogue as a library user opens it, on each backend in turn, with the test
     host's label."""

@@ -103,3 +103,18 @@ def as_unprivileged(fn: Callable[[], Any]) -> Any:
     os.waitpid(pid, 0)
     assert kind == "ok", value
     return value
+
+
+def dedupe_tree(root: Path) -> Path:
+    """Two groups to dedupe and a lone file: keep/ holds the oldest copies."""
+    write(root / "keep/photo.jpg", blob(1, 80_000))
+    write(root / "copies/photo.jpg", blob(1, 80_000))
+    write(root / "copies/deeper/photo-2.jpg", blob(1, 80_000))
+    write(root / "keep/a.txt", "text twin")
+    write(root / "copies/a.txt", "text twin")
+    write(root / "alone.txt", "only one")
+    for i, p in enumerate(["keep/photo.jpg", "copies/photo.jpg", "copies/deeper/photo-2.jpg",
+                           "keep/a.txt", "copies/a.txt"]):
+        t = 1_600_000_000_000_000_000 + i * 1_000_000_000  # keep/... is the oldest
+        os.utime(root / p, ns=(t, t))
+    return root

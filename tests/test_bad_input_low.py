@@ -7,12 +7,8 @@ from __future__ import annotations
 
 import gc
 import io
-import os
-import shutil
 import sqlite3  # noqa: F401  (loaded before forking to nobody, who cannot read it later)
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -136,18 +132,6 @@ def _run_captured(args: list[str]) -> tuple[int, str, str]:
         sys.stdout, sys.stderr = saved
         out.flush()
     return code, raw.getvalue().decode(), err.getvalue()
-
-
-@pytest.fixture
-def shared_tmp() -> Iterator[Path]:
-    """A scratch folder outside pytest's root-only temp folders (nobody must reach it)."""
-    base = Path(tempfile.mkdtemp(prefix="dupfinder-ro-"))
-    base.chmod(0o755)
-    yield base
-    for folder, dirs, _files in os.walk(base):
-        for d in dirs:
-            os.chmod(os.path.join(folder, d), 0o755)
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def test_read_only_sqlite_catalogue_serves_reading_commands(shared_tmp: Path, cli) -> None:

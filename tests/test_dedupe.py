@@ -14,23 +14,12 @@ from dupfinder.actions.plan import keeper
 from dupfinder.db.engine import Database
 from dupfinder.db.models import ActionEntry, FileHash
 from dupfinder.db.paths import from_db
-from tests.helpers import HOST, blob, scan, tree_checksums, write
+from tests.helpers import HOST, blob, dedupe_tree, scan, tree_checksums
 
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    root = tmp_path / "tree"
-    write(root / "keep/photo.jpg", blob(1, 80_000))
-    write(root / "copies/photo.jpg", blob(1, 80_000))
-    write(root / "copies/deeper/photo-2.jpg", blob(1, 80_000))
-    write(root / "keep/a.txt", "text twin")
-    write(root / "copies/a.txt", "text twin")
-    write(root / "alone.txt", "only one")
-    for i, p in enumerate(["keep/photo.jpg", "copies/photo.jpg", "copies/deeper/photo-2.jpg",
-                           "keep/a.txt", "copies/a.txt"]):
-        t = 1_600_000_000_000_000_000 + i * 1_000_000_000  # keep/... is the oldest
-        os.utime(root / p, ns=(t, t))
-    return root
+    return dedupe_tree(tmp_path / "tree")
 
 
 def run(cli, db_url: str, *args: str):

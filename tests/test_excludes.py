@@ -4,9 +4,7 @@ relative to each scan root, with excluded folders pruned from the walk."""
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -228,18 +226,6 @@ def test_excluded_folders_are_never_listed(tmp_path: Path, monkeypatch: pytest.M
     assert found(tree, exclude=("node_modules",), ignore_files=True) == {
         "tree/src/d", "tree/.gitignore"}
     assert sorted(listed) == ["tree", "tree/src"]
-
-
-@pytest.fixture
-def shared_tmp() -> Iterator[Path]:
-    """A folder the unprivileged user can use (pytest's are root's only)."""
-    base = Path(tempfile.mkdtemp(prefix="dupfinder-excludes-"))
-    base.chmod(0o777)
-    yield base
-    for folder, dirs, _files in os.walk(base):
-        for d in dirs:
-            os.chmod(os.path.join(folder, d), 0o755)
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def test_an_unreadable_excluded_folder_is_no_error(shared_tmp: Path) -> None:

@@ -15,25 +15,14 @@ from typing import Any
 import pytest
 
 from dupfinder import Catalogue
-from tests.helpers import HOST, blob, tree_checksums, write
+from tests.helpers import HOST, blob, dedupe_tree, tree_checksums, write
 
 T0 = 1_600_000_000_000_000_000
 
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    root = tmp_path / "tree"
-    write(root / "keep/photo.jpg", blob(1, 80_000))
-    write(root / "copies/photo.jpg", blob(1, 80_000))
-    write(root / "copies/deeper/photo-2.jpg", blob(1, 80_000))
-    write(root / "keep/a.txt", "text twin")
-    write(root / "copies/a.txt", "text twin")
-    write(root / "alone.txt", "only one")
-    for i, p in enumerate(["keep/photo.jpg", "copies/photo.jpg", "copies/deeper/photo-2.jpg",
-                           "keep/a.txt", "copies/a.txt"]):
-        t = T0 + i * 1_000_000_000  # keep/... is the oldest
-        os.utime(root / p, ns=(t, t))
-    return root
+    return dedupe_tree(tmp_path / "tree")
 
 
 DUPS = ["copies/a.txt", "copies/deeper/photo-2.jpg", "copies/photo.jpg"]

@@ -5,11 +5,8 @@ listed but not entered, a catalogue reached through a symbolic link. On both bac
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -91,18 +88,6 @@ def test_hosts_with_skewed_clocks_still_complete_groups(db_url: str, tmp_path: P
         again = a.scan([tmp_path / "on-a"], processes=1)
         assert again.files_hashed == 1  # B's new row is newer than A's last scan
         assert a.totals() == (1, 2, 9000)
-
-
-@pytest.fixture
-def shared_tmp() -> Iterator[Path]:
-    """A folder the unprivileged user can use (pytest's are root's only)."""
-    base = Path(tempfile.mkdtemp(prefix="dupfinder-faults-"))
-    base.chmod(0o777)
-    yield base
-    for folder, dirs, _files in os.walk(base):
-        for d in dirs:
-            os.chmod(os.path.join(folder, d), 0o755)
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def test_a_folder_that_can_be_listed_but_not_entered_keeps_its_rows(db_url: str,

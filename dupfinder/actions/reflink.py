@@ -17,6 +17,7 @@ import errno
 import fcntl
 import os
 import stat
+from collections.abc import Callable
 
 from dupfinder.actions.files import Skip, temp_beside
 from dupfinder.scan.hashing import open_readonly
@@ -40,37 +41,46 @@ def _give_metadata(fd: int, st: os.stat_result) -> None:
     os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def clone_over(path: str, kept: str, tag: int) -> None:
-    """Replace ``path`` by a clone of ``kept`` that keeps ``path``'s metadata; raises
-    :class:`Skip` when the file system cannot clone them."""
+def _replace_with(path: str, tmp: str, fill: Callable[[int], None]) -> None:
+    """Write ``tmp`` (in ``path``'s folder) with ``fill``, give it ``path``'s metadata,
+    fsync it and rename it over ``path``; a failure leaves ``path`` as it was."""
     st = os.lstat(path)
-    tmp = temp_beside(path, tag)
-    src = open_readonly(kept)
+    dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                  0o600)
     try:
-        dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                      0o600)
-        try:
-            try:
-                fcntl.ioctl(dst, FICLONE, src)
-            except OSError as exc:
-                if cannot_clone(exc):
-                    raise Skip("the file system cannot clone these files "
-                               f"({os.strerror(exc.errno or 0)})") from exc
-                raise
-            _give_metadata(dst, st)
-            os.fsync(dst)
-        except BaseException:
-            os.close(dst)
-            os.unlink(tmp)
-            raise
+        fill(dst)
+        _give_metadata(dst, st)
+        os.fsync(dst)
+    except BaseException:
         os.close(dst)
-    finally:
-        os.close(src)
+        os.unlink(tmp)
+        raise
+    os.close(dst)
     try:
         os.replace(tmp, path)
     except OSError:
         os.unlink(tmp)
         raise
+
+
+def clone_over(path: str, kept: str, tag: int) -> None:
+    """Replace ``path`` by a clone of ``kept`` that keeps ``path``'s metadata; raises
+    :class:`Skip` when the file system cannot clone them."""
+    src = open_readonly(kept)
+
+    def clone(dst: int) -> None:
+        try:
+            fcntl.ioctl(dst, FICLONE, src)
+        except OSError as exc:
+            if cannot_clone(exc):
+                raise Skip("the file system cannot clone these files "
+                           f"({os.strerror(exc.errno or 0)})") from exc
+            raise
+
+    try:
+        _replace_with(path, temp_beside(path, tag), clone)
+    finally:
+        os.close(src)
 
 
 def can_clone_here(folder: str, kept: str | None = None) -> str | None:
@@ -116,26 +126,17 @@ def can_clone_here(folder: str, kept: str | None = None) -> str | None:
 def make_private(path: str, tag: int) -> None:
     """Undo a clone: give ``path`` its own copy of its bytes (same content and metadata),
     written with plain reads and writes so that no file system shares them again."""
-    st = os.lstat(path)
-    tmp = temp_beside(path, f"undo-{tag}")
     src = open_readonly(path)
+
+    def copy(dst: int) -> None:
+        buf = bytearray(1 << 20)
+        view = memoryview(buf)
+        while n := os.readv(src, [buf]):
+            done = 0
+            while done < n:
+                done += os.write(dst, view[done:n])
+
     try:
-        dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                      0o600)
-        try:
-            buf = bytearray(1 << 20)
-            view = memoryview(buf)
-            while n := os.readv(src, [buf]):
-                done = 0
-                while done < n:
-                    done += os.write(dst, view[done:n])
-            _give_metadata(dst, st)
-            os.fsync(dst)
-        except BaseException:
-            os.close(dst)
-            os.unlink(tmp)
-            raise
-        os.close(dst)
+        _replace_with(path, temp_beside(path, f"undo-{tag}"), copy)
     finally:
         os.close(src)
-    os.replace(tmp, path)

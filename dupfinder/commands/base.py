@@ -12,13 +12,15 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from dupfinder.catalogue import Catalogue
-from dupfinder.config import Settings, load_settings
-from dupfinder.db.selection import Reference
+if TYPE_CHECKING:
+    from dupfinder.catalogue import Catalogue
+    from dupfinder.config import Settings
+    from dupfinder.db.selection import Reference
+
 from dupfinder.errors import DupfinderError, UsageError, mask_secrets, one_line
 from dupfinder.paths import absolute
 
@@ -47,10 +49,14 @@ class Context:
 
     def settings(self) -> Settings:
         """The effective settings for this invocation (the command line's lookup order)."""
+        from dupfinder.config import load_settings  # loaded when a command needs it
+
         return load_settings(self.config, self.db_url, self.host_label)
 
     def catalogue(self) -> Catalogue:
         """Open the catalogue (with fallback unless ``--no-fallback``)."""
+        from dupfinder.catalogue import Catalogue
+
         return Catalogue.open(config=self.settings(), fallback=not self.no_fallback,
                               warn=self.warn)
 
@@ -190,6 +196,9 @@ def reference_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def parse_reference(text: str) -> Reference:
     """``DIR`` (any host) or ``HOST:DIR`` (that host's folder; DIR absolute or ``~``)."""
+    from dupfinder.db.selection import Reference
+
+
     host, sep, folder = text.partition(":")
     if sep and host and "/" not in host and folder.startswith(("/", "~")):
         return Reference(absolute(folder), host)

@@ -26,8 +26,7 @@ from dupfinder.units import human_size
 RUN_ID = click.IntRange(1, 2**63 - 1)
 
 
-@click.command(
-    "dedupe", short_help="Plan, and with --apply make, one action per duplicate.")
+@click.command("dedupe")
 @click.argument("paths", nargs=-1)
 @click.option("--action", type=click.Choice([a.value for a in Action]), required=True,
               help="What to do with each duplicate (reflink: a copy-on-write clone of the "
@@ -110,7 +109,7 @@ def _carry_out(ctx: Context, cat: Catalogue, plan: Plan, do_apply: bool, yes: bo
         sys.exit(1)
 
 
-@click.command("apply", short_help="Carry out a plan file made by dedupe --save-plan.")
+@click.command("apply")
 @click.argument("plan_file", metavar="FILE")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @common_options
@@ -128,7 +127,7 @@ def apply_cmd(ctx: Context, plan_file: str, yes: bool) -> None:
         _carry_out(ctx, cat, cat.load_plan(plan_file), True, yes)
 
 
-@click.command("undo", short_help="Reverse the actions of a dedupe run.")
+@click.command("undo")
 @click.argument("run_id", type=RUN_ID, required=False)
 @common_options
 @pass_ctx
@@ -151,8 +150,7 @@ def undo_cmd(ctx: Context, run_id: int | None) -> None:
         sys.exit(1)
 
 
-@click.command(
-    "journal", short_help="List this host's dedupe runs, or one run's entries.")
+@click.command("journal")
 @click.argument("run_id", type=RUN_ID, required=False)
 @common_options
 @pass_ctx

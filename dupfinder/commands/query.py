@@ -43,7 +43,7 @@ def _filters(f):  # type: ignore[no-untyped-def]
     return click.argument("paths", nargs=-1)(f)
 
 
-@click.command("dupes", short_help="List duplicate groups (text, fdupes, JSON or CSV).")
+@click.command("dupes")
 @_filters
 @click.option("-f", "--format", "fmt", type=click.Choice(formats.FORMATS), default="text",
               show_default=True, help="Output format.")
@@ -92,7 +92,7 @@ def dupes_cmd(ctx: Context, paths: tuple[str, ...], host: str | None, min_size: 
         ctx.info(f"{count(n, 'group')}, {human_size(wasted)} wasted")
 
 
-@click.command("stats", short_help="Totals, the biggest wasters and the latest scans.")
+@click.command("stats")
 @_filters
 @click.option("--top", type=click.IntRange(1, 1000), default=10, show_default=True,
               help="How many extensions, folders and scans to list.")
@@ -126,7 +126,7 @@ def stats_cmd(ctx: Context, paths: tuple[str, ...], host: str | None, min_size: 
              f"{', '.join(display(r) for r in sc.roots or [])}")
 
 
-@click.command("report", short_help="Write a self-contained HTML report of the duplicates.")
+@click.command("report")
 @_filters
 @reference_option
 @click.option("-o", "--output", "output", required=True, metavar="FILE",
@@ -148,7 +148,7 @@ def report_cmd(ctx: Context, paths: tuple[str, ...], host: str | None, min_size:
              f"{count(info.files, 'file')}, {human_size(info.bytes)}")
 
 
-@click.command("unique", short_help="Files under PATHs with no copy elsewhere (backup check).")
+@click.command("unique")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--min-copies", type=click.IntRange(1, 1_000_000), default=1, show_default=True,
               help="List files with fewer than this many copies outside the PATHs.")
@@ -173,7 +173,7 @@ def unique_cmd(ctx: Context, paths: tuple[str, ...], min_copies: int, hosts: tup
                  f"{count(min_copies, 'copy', 'copies')} elsewhere")
 
 
-@click.command("folders", short_help="Duplicate folders: whole subtrees with equal contents.")
+@click.command("folders")
 @click.argument("paths", nargs=-1)
 @click.option("--host", default=None, help="Only folders of this host label.")
 @click.option("--same-names", is_flag=True,

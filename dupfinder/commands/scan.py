@@ -15,7 +15,7 @@ from dupfinder.scan.walk import load_exclude_from
 from dupfinder.units import human_size, parse_size
 
 
-@click.command("scan", short_help="Scan folders or files into the catalogue; find duplicates.")
+@click.command("scan")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("-a", "--algorithm", default=DEFAULT_ALGORITHM, show_default=True,
               type=click.Choice(list(ALGORITHMS)), help="Hash algorithm.")

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 from psycopg2.extras import execute_values
 from sqlalchemy import Select, and_, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from dupfinder.db.bulk import STREAM_ROWS, raw_cursor, sqlite_executemany
+from dupfinder.db.files import KnownFile
 from dupfinder.db.models import FileHash
 from dupfinder.db.paths import from_db
 
@@ -26,15 +27,8 @@ F = FileHash
 _COLUMNS = (F.id, F.path, F.size, F.mtime_ns, F.device, F.inode)
 
 
-class Candidate(NamedTuple):
-    """A file to hash, with the metadata the hash is valid for."""
-
-    id: int
-    path: str
-    size: int
-    mtime_ns: int
-    device: int
-    inode: int
+# a file to hash, with the metadata its hash is valid for: the sync's row shape
+Candidate = KnownFile
 
 
 def _distinct_inodes(*cols: Any) -> Select[Any]:

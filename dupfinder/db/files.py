@@ -43,7 +43,8 @@ def under(roots: Iterable[str] | None) -> ColumnElement[bool]:
 
 
 class KnownFile(NamedTuple):
-    """A catalogued file as the sync compares it with the walk."""
+    """A catalogued file as the sync compares it with the walk (and as the hashing stages
+    read their candidates)."""
 
     id: int
     path: str
