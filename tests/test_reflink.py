@@ -154,9 +154,10 @@ def test_reflink_shares_the_bytes_and_keeps_each_file(cat: Catalogue, on_btrfs: 
 def test_the_catalogue_follows_a_reflink_run(cli, cat: Catalogue, db_url: str,
                                              on_btrfs: Path) -> None:
     kept, dups, data = three_copies(on_btrfs)
-    cat.scan([on_btrfs])
-    run_ = cat.apply(cat.plan_dedupe("reflink", on_btrfs))
-    assert run_.done == 2
+    summary = cat.scan([on_btrfs])
+    plan = cat.plan_dedupe("reflink", on_btrfs)
+    run_ = cat.apply(plan)
+    assert run_.done == 2, (summary, plan, list(cat.groups()))
 
     groups = list(cat.groups(on_btrfs))
     assert len(groups) == 1

@@ -130,13 +130,13 @@ def check_options(options: ScanOptions) -> None:
             f"unknown algorithm '{options.algorithm}' (choose from {', '.join(ALGORITHMS)})"
         )
     if options.processes < 1:
-        raise UsageError(f"--processes must be at least 1, not {options.processes}")
+        raise UsageError(f"-p/--processes must be at least 1, not {options.processes}")
     limit = process_limit()
     if options.processes > limit:  # each worker holds a database connection of its own
-        raise UsageError(f"--processes must be at most {limit} (4 per CPU, at most "
+        raise UsageError(f"-p/--processes must be at most {limit} (4 per CPU, at most "
                          f"{MAX_PROCESSES}), not {options.processes}")
     if options.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, not {options.batch_size}")
+        raise UsageError(f"-b/--batch-size must be at least 1, not {options.batch_size}")
     if options.chunk_size < 4096:
         raise UsageError("--chunk-size must be at least 4 KiB")
     for option, size in (("--chunk-size", options.chunk_size),
