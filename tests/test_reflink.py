@@ -157,7 +157,12 @@ def test_the_catalogue_follows_a_reflink_run(cli, cat: Catalogue, db_url: str,
     summary = cat.scan([on_btrfs])
     plan = cat.plan_dedupe("reflink", on_btrfs)
     run_ = cat.apply(plan)
-    assert run_.done == 2, (summary, plan, list(cat.groups()))
+    assert run_.done == 2, (  # all the scan knew, if this ever fails again
+        f"scan {summary.status}: seen {summary.sync.seen}, new {summary.sync.new}, hashed "
+        f"{summary.files_hashed}, changed while read {summary.changed_during_read}, "
+        f"problems {summary.problems}, groups {summary.duplicate_groups}; plan "
+        f"{len(plan)} actions; on disk "
+        f"{[(s.st_size, s.st_mtime_ns, s.st_ino) for s in map(os.stat, [kept, *dups])]}")
 
     groups = list(cat.groups(on_btrfs))
     assert len(groups) == 1
