@@ -53,20 +53,28 @@ def temp_beside(path: str, tag: int | str) -> str:
     return os.path.join(folder, f".{name}.dupfinder-{tag}")
 
 
+def probe_path(dup: str, tag: int | str) -> str:
+    """The probe hard link :func:`prove_distinct` makes beside ``dup`` for entry ``tag``."""
+    return temp_beside(dup, f"probe-{tag}")
+
+
 def prove_distinct(dup: str, kept: str, tag: int | str) -> None:
     """Raise :class:`Skip` unless ``dup`` and ``kept`` are shown to be two files."""
     before = os.stat(kept)
     _refuse_same_inode_elsewhere(os.stat(dup), before)
-    probe = temp_beside(dup, f"probe-{tag}")
-    try:
-        os.link(dup, probe)
-    except OSError:
-        _prove_by_mtime(dup, kept, before)
-        return
-    try:
+    probe = probe_path(dup, tag)
+    linked = False
+    try:  # entered before the link is made: Ctrl-C or SIGTERM right after it still cleans up
+        try:
+            os.link(dup, probe)
+            linked = True
+        except OSError:
+            _prove_by_mtime(dup, kept, before)
+            return
         after = os.stat(kept)
     finally:
-        os.unlink(probe)
+        if linked:
+            os.unlink(probe)
     if after.st_nlink != before.st_nlink:
         raise Skip("the copy that stays is this same file seen through another mount")
 

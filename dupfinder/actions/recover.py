@@ -15,7 +15,7 @@ import os
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from dupfinder.actions.files import same_content, temp_beside
+from dupfinder.actions.files import probe_path, same_content, temp_beside
 from dupfinder.actions.trash import find_in_trash
 from dupfinder.db import journal
 from dupfinder.db.bulk import signed64
@@ -104,8 +104,22 @@ def _discard_temp(path: str, tag: int, kept: str) -> None:
         os.unlink(tmp)
 
 
+def _put_back_probe(path: str, tag: int) -> None:
+    """A run killed while proving an entry's files distinct leaves its probe hard link:
+    one more name of the duplicate, removed; were the duplicate's own name gone, the probe
+    would be its last name, and takes that name back."""
+    probe = probe_path(path, tag)
+    if not os.path.lexists(probe):
+        return
+    if not os.path.lexists(path):
+        os.rename(probe, path)
+    elif _same_file(probe, path):
+        os.unlink(probe)
+
+
 def _effect(run: RunRecord, e: EntryRecord) -> tuple[EntryState, str | None, str | None]:
     """What a ``planned`` entry's action did: (state, message, stash)."""
+    _put_back_probe(e.path, e.id)
     present = os.path.lexists(e.path)
     not_done = (EntryState.SKIPPED, "not done: the run ended before this action", None)
     if e.action == Action.REFLINK:
