@@ -230,6 +230,11 @@ class Catalogue:
         sel = self._selection(under, host, min_size, scope, reference)
         return write_report(self.db, os.fsdecode(os.fspath(output)), sel)
 
+    def hosts(self) -> list[str]:
+        """The host labels the catalogue holds files of."""
+        with self.db.session() as s:
+            return queries.catalogue_hosts(s)
+
     def unique(self, under: Under, *, min_copies: int = 1, hosts: Iterable[str] | None = None
                ) -> Iterator[UniqueFile]:
         """This host's files under ``under`` with fewer than ``min_copies`` copies outside

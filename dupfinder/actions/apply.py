@@ -184,7 +184,7 @@ def _check_clonable(plan: Plan) -> None:
         except OSError:
             continue
         if dev not in reasons:
-            reasons[dev] = can_clone_here(folder, p.kept)
+            reasons[dev] = can_clone_here(folder)
         if reasons[dev] is None:
             return
     if reasons:

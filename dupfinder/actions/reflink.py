@@ -83,7 +83,7 @@ def clone_over(path: str, kept: str, tag: int) -> None:
         os.close(src)
 
 
-def can_clone_here(folder: str, kept: str | None = None) -> str | None:
+def can_clone_here(folder: str) -> str | None:
     """None if the file system ``folder`` is on can make clones, else the reason why not.
 
     The probe clones a small file made for it in ``folder`` (both removed at once), not
@@ -91,9 +91,7 @@ def can_clone_here(folder: str, kept: str | None = None) -> str | None:
     it, so the answer must not depend on one kept file (a kept copy on another file system,
     or gone since the scan, is that one file's skip, not the whole file system's). An error
     that says nothing about cloning (no write access to ``folder``, say) is not an answer
-    either: None, and each file then meets its own error. ``kept`` is accepted for the
-    callers' sake and not used."""
-    del kept
+    either: None, and each file then meets its own error."""
     base = os.path.join(folder, f".dupfinder-clone-probe-{os.getpid()}")
     flags = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:

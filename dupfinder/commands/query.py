@@ -70,8 +70,9 @@ def dupes_cmd(ctx: Context, paths: tuple[str, ...], host: str | None, min_size: 
     roots = _roots(paths)
     with ctx.opened() as cat:
         if fmt == "text" and not show_host and host is None:
-            # the host is noise when every file is this one host's (or --host's)
-            show_host = cat.stats(roots, min_size=minimum, top=0, scope=scope).hosts > 1
+            # the host is noise when the catalogue holds one host's files (or --host's);
+            # a group touching PATHs may list files of other hosts outside them
+            show_host = len(cat.hosts()) > 1
         groups = cat.groups(roots, host=host, min_size=minimum, sort=sort, scope=scope,
                             reference=[parse_reference(r) for r in references])
         if fmt == "fdupes":

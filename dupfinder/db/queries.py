@@ -215,6 +215,11 @@ def stats(session: Session, sel: Selection = EVERYTHING, top: int = 10) -> Stats
     )
 
 
+def catalogue_hosts(session: Session) -> list[str]:
+    """The host labels the catalogue holds files of, sorted."""
+    return list(session.scalars(select(F.host).distinct().order_by(F.host)))
+
+
 def check_selection(session: Session, host: str | None, folders: Sequence[str],
                     hosts: Sequence[str] = (), empty_ok: bool = False) -> None:
     """Raise :class:`UsageError` for a question that is a mistake rather than one with an
@@ -224,7 +229,7 @@ def check_selection(session: Session, host: str | None, folders: Sequence[str],
         raise UsageError("no files catalogued yet: run `dupfinder scan PATH`")
     for label in ([host] if host else []) + list(hosts):
         if session.execute(select(F.id).where(F.host == label).limit(1)).first() is None:
-            known = session.scalars(select(F.host).distinct().order_by(F.host).limit(20)).all()
+            known = catalogue_hosts(session)[:20]
             raise UsageError(f"--host {display(label)}: the catalogue has no files of that "
                              f"host (it has: {', '.join(display(k) for k in known)})")
     for folder in folders:
