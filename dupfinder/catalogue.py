@@ -59,10 +59,6 @@ def _references(reference: Refs) -> list[Reference]:
             else Reference(absolute(r)) for r in reference]
 
 
-def _size(value: int | str, what: str) -> int:
-    return parse_size(value, what)
-
-
 class Catalogue:
     """An open catalogue: scans go in, duplicate groups, statistics and actions come out.
 
@@ -141,14 +137,14 @@ class Catalogue:
         walk = {k: v for k, v in options.items() if k in walk_keys and v is not None}
         for key in ("min_size", "max_size"):
             if key in walk:
-                walk[key] = _size(walk[key], "--" + key.replace("_", "-"))
+                walk[key] = parse_size(walk[key], "--" + key.replace("_", "-"))
         for key in ("include", "exclude"):
             if key in walk:
                 walk[key] = tuple(walk[key])
         scan = {k: v for k, v in options.items() if k in scan_keys and v is not None}
         for key in ("chunk_size", "prefix_size"):
             if key in scan:
-                scan[key] = _size(scan[key], "--" + key.replace("_", "-"))
+                scan[key] = parse_size(scan[key], "--" + key.replace("_", "-"))
         opts = ScanOptions(walk=WalkOptions(**walk), **scan)
         check_options(opts)
         return opts
@@ -186,7 +182,7 @@ class Catalogue:
         with self.db.session() as s:
             queries.check_selection(s, host, (folders or []) + [r.folder for r in refs],
                                     empty_ok=empty_ok)
-        return Selection(host, folders, _size(min_size, "--min-size"), Scope(scope), refs)
+        return Selection(host, folders, parse_size(min_size, "--min-size"), Scope(scope), refs)
 
     def groups(self, under: Under = None, *, host: str | None = None,
                min_size: int | str = 0, sort: GroupSort | str = GroupSort.WASTED,
@@ -288,7 +284,7 @@ class Catalogue:
             scanned = roots or self._scanned_roots()
             target = check_move_target(None if to is None else os.fsdecode(os.fspath(to)),
                                        scanned)
-        minimum = _size(min_size, "--min-size")
+        minimum = parse_size(min_size, "--min-size")
         refs = _references(reference)
         for r in refs:
             if r.host not in (None, self.host):

@@ -82,8 +82,9 @@ def _rank(path: str, folders: Sequence[str]) -> int:
 def keeper(files: Sequence[GroupFile], keep: KeepPolicy, prefer: Sequence[str] = (),
            roots: Sequence[str] = (), linked: frozenset[str] = frozenset(),
            references: Sequence[Reference] = (), outside_first: bool = False) -> GroupFile:
-    """The copy that stays: a file that symbolic links made by dedupe point to first (so
-    they never dangle), then one under a reference folder, then one under the first
+    """The copy that stays: never a copy outside ``roots`` that is gone from disk (when
+    ``outside_first``); then a file that symbolic links made by dedupe point to (so they
+    never dangle), then one under a reference folder, then one under the first
     ``prefer`` folder, then (``outside_first``: deduping some folders against copies
     elsewhere) one outside ``roots``, then by policy, then by path (byte order), so the
     choice never depends on the order rows arrive in."""
