@@ -4,14 +4,19 @@ Usage (from the repository root)::
 
     python -m bench.gen_tree OUT_DIR [--files 100000] [--seed 1] [--big 120]
     python -m bench.gen_tree OUT_DIR --scale small      # 5k files, 4 big ones
+    python -m bench.gen_tree OUT_DIR --scale million    # 1M files of 512 B-2 KiB, no big
+    python -m bench.gen_tree OUT_DIR --scale million --files 200000   # same mix, 200k
+    python -m bench.gen_tree OUT_DIR --scale million --dry-run        # plan and print only
 
 The same arguments always give byte-identical files under the same names. The tree holds:
 
-* small files with log-uniform sizes from 512 B to 360 KiB (plus 2% of 1-511 B), and
-  ``--big`` files of 16-64 MiB;
+* small files with log-uniform sizes from 512 B to 360 KiB (``--max-small``; the
+  ``million`` preset uses 2 KiB) plus 2% of 1-511 B, and ``--big`` files of 16-64 MiB;
 * about 30% copies of other files, in the same folder, in other folders and in deep ones;
 * files with the same size as another but different content (2%), files with the same
-  first 64 KiB as another but a different tail (1%, and some of the big ones);
+  first 64 KiB as another but a different tail (1%, and some of the big ones; when no
+  small file is longer than 64 KiB, as with ``million``, these are files equal to another
+  but for their last 8 bytes);
 * a few hard links (0.1%), half of them to files that also have copies;
 * about one folder per 100 files, nested (random recursive tree plus two deep chains).
 
@@ -55,6 +60,8 @@ WRITE_CHUNK = 8 * MIB
 SCALES: dict[str, dict[str, int]] = {
     "full": {"files": 100_000, "big": 120},
     "small": {"files": 5_000, "big": 4},
+    # ~10,000 folders and ~1.0 GiB apparent (mean small file ~1.1 KiB); --files scales it
+    "million": {"files": 1_000_000, "big": 0, "max_small": 2 * KIB},
 }
 DIR_WORDS = ("src", "docs", "Photos 2021", "backup", "music", "café", "build", "data",
              "old stuff", "projects", "archive", "tmp", "vendor", "Übersicht", "assets")
@@ -123,8 +130,11 @@ def render(c: Content, pool: bytes) -> bytes:
 class Planner:
     """Builds a :class:`Plan` from a seeded random generator."""
 
-    def __init__(self, files: int, big: int, seed: int) -> None:
+    def __init__(self, files: int, big: int, seed: int, max_small: int = SMALL_MAX) -> None:
+        if max_small <= SMALL_MIN:
+            raise SystemExit(f"--max-small must be more than {SMALL_MIN} bytes")
         self.rng = random.Random(seed)
+        self.max_small = max_small
         self.n_files, self.n_big = files, min(big, files // 2)
         self.plan = Plan()
         self.next_cid = 1
@@ -137,10 +147,10 @@ class Planner:
         return c
 
     def small_size(self) -> int:
-        """A log-uniform size in [512 B, 360 KiB], or 1-511 B for 2% of files."""
+        """A log-uniform size in [512 B, max_small], or 1-511 B for 2% of files."""
         if self.rng.random() < 0.02:
             return self.rng.randint(1, TINY_MAX)
-        return int(math.exp(self.rng.uniform(math.log(SMALL_MIN), math.log(SMALL_MAX))))
+        return int(math.exp(self.rng.uniform(math.log(SMALL_MIN), math.log(self.max_small))))
 
     def make_dirs(self) -> None:
         """About one folder per 100 files: a random recursive tree plus two deep chains."""
@@ -211,6 +221,8 @@ class Planner:
             c = self.content(rng.choice(originals)[0].size)
             originals.append((c, self.place(c)))
         long_ones = [o for o in originals if o[0].size > PREFIX_SAME + TAIL]
+        if not long_ones:  # small max size: same bytes but the last 8 (size >= 2x TAIL)
+            long_ones = [o for o in originals if o[0].size >= HEADER + 2 * TAIL]
         tails = 0
         for pool_, count in ((long_ones, n_variants), (bigs, big_variants)):
             for _ in range(count):  # same first 64 KiB (and size), other tail
@@ -356,12 +368,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", type=Path, metavar="OUT_DIR")
     p.add_argument("--scale", choices=sorted(SCALES), default="full",
-                   help="preset sizes (default full: 100k files, 120 big)")
+                   help="preset sizes (default full: 100k files, 120 big; small: 5k "
+                   "files, 4 big; million: 1M files of at most 2 KiB, no big)")
     p.add_argument("--files", type=int, help="number of files, hard links included")
     p.add_argument("--big", type=int, help="number of 16-64 MiB files")
+    p.add_argument("--max-small", type=int,
+                   help="largest small file in bytes (default 360 KiB; million: 2 KiB)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="writing processes (default: CPU count)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="plan the tree and print its counts; write nothing")
     p.add_argument("--force", action="store_true",
                    help="replace OUT_DIR if it holds a tree made by this script")
     return p.parse_args(argv)
@@ -373,22 +390,31 @@ def main(argv: list[str] | None = None) -> int:
     preset = SCALES[args.scale]
     files = args.files if args.files is not None else preset["files"]
     big = args.big if args.big is not None else preset["big"]
+    max_small = args.max_small if args.max_small is not None else preset.get(
+        "max_small", SMALL_MAX)
     out = args.out.resolve()
     t0 = time.perf_counter()
-    prepare_out(out, args.force)
+    if not args.dry_run:
+        prepare_out(out, args.force)
     pool = random.Random(f"pool-{args.seed}").randbytes(POOL_BYTES)
-    planner = Planner(files, big, args.seed)
+    planner = Planner(files, big, args.seed, max_small)
     plan = planner.build()
     expected = expected_counts(plan, pool, args.seed)
     expected.same_size_other_content = round(0.02 * files)
     t_plan = time.perf_counter() - t0
-    say(f"writing {expected.files} files ({human_bytes(expected.disk_bytes)}) in "
-        f"{expected.folders} folders to {out} ...")
-    write_tree(out, plan, pool, max(1, args.jobs))
+    if args.dry_run:
+        say(f"dry run: would write to {out}")
+    else:
+        say(f"writing {expected.files} files ({human_bytes(expected.disk_bytes)}) in "
+            f"{expected.folders} folders to {out} ...")
+        write_tree(out, plan, pool, max(1, args.jobs))
     elapsed = time.perf_counter() - t0
-    data = {**asdict(expected), "root": str(out), "args": {"files": files, "big": big,
-                                                         "seed": args.seed}}
-    sidecar(out).write_text(json.dumps(data, indent=2) + "\n")
+    run_args = {"files": files, "big": big, "seed": args.seed}
+    if max_small != SMALL_MAX:
+        run_args["max_small"] = max_small
+    data = {**asdict(expected), "root": str(out), "args": run_args}
+    if not args.dry_run:
+        sidecar(out).write_text(json.dumps(data, indent=2) + "\n")
     e = expected
     say(f"files:      {e.files} ({e.files - e.hard_links} written + {e.hard_links} hard "
         f"links), {e.big_files} of 16-64 MiB")
@@ -398,9 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     say(f"duplicates: {e.duplicate_groups} groups, {e.duplicate_files} files "
         f"({e.duplicate_inodes} distinct inodes), {human_bytes(e.wasted_bytes)} wasted")
     say(f"decoys:     {e.same_size_other_content} same size/other content, "
-        f"{e.same_prefix_other_tail} same first 64 KiB/other tail")
-    say(f"time:       {elapsed:.1f}s (plan {t_plan:.1f}s); expected counts in "
-        f"{sidecar(out)}")
+        f"{e.same_prefix_other_tail} same first 64 KiB (or all but the last 8 B)/other tail")
+    say(f"time:       {elapsed:.1f}s (plan {t_plan:.1f}s); "
+        + ("nothing written" if args.dry_run else f"expected counts in {sidecar(out)}"))
     return 0
 
 

@@ -128,7 +128,8 @@ class Catalogue:
         """Checked scan options. Walk filters (``min_size``, ``max_size``, ``include``,
         ``exclude``, ``hidden``, ``follow_links``, ``one_file_system``, ``max_depth``) and
         hashing options (``algorithm``, ``processes``, ``batch_size``, ``chunk_size``,
-        ``prefix_size``, ``start_method``, ``progress``); sizes may be ``"10k"`` forms."""
+        ``prefix_size``, ``commit_interval``, ``start_method``, ``progress``); sizes may be
+        ``"10k"`` forms."""
         walk_keys = {f.name for f in fields(WalkOptions)} - {"skip_paths"}
         scan_keys = {f.name for f in fields(ScanOptions)} - {"walk"}
         unknown = set(options) - walk_keys - scan_keys

@@ -11,9 +11,11 @@ from sqlalchemy.engine import make_url
 
 from dupfinder.config import load_settings
 from dupfinder.db import candidates, files, queries
+from dupfinder.db import walked as walked_module
 from dupfinder.db.engine import Database, open_database, worker_database
 from dupfinder.db.models import SCHEMA_VERSION, FileHash, SchemaInfo, utcnow
 from dupfinder.db.schema import schema_version
+from dupfinder.db.walked import Counts, Walked, WalkTable
 from dupfinder.errors import DatabaseError
 from tests.pg_server import free_port
 
@@ -28,8 +30,9 @@ def rows(n: int, host: str = "h1", base: str = "/data", size: int = 100, **extra
     ]
 
 
-def stream(s, stmt):
-    return list(candidates.stream_candidates(s, stmt))
+def stream(db: Database, stmt) -> list[candidates.Candidate]:
+    with candidates.StagedCandidates(db, stmt) as staged:
+        return list(staged)
 
 
 def count(db: Database) -> int:
@@ -90,22 +93,52 @@ def test_same_path_on_two_hosts_are_two_rows(db: Database) -> None:
     assert count(db) == 10
 
 
-def test_existing_files_is_limited_to_host_and_roots(db: Database) -> None:
+def walked(paths: list[str], size: int = 100) -> list[Walked]:
+    return [Walked(p, p.rpartition("/")[2], size, 1000, 1, 10_000 + i, 1, selected=True)
+            for i, p in enumerate(paths)]
+
+
+def gone_paths(db: Database, roots: list[str], host: str = "h1") -> list[str]:
+    with WalkTable(db, host) as nothing_found:
+        return sorted(path for _, path in nothing_found.gone(roots))
+
+
+def test_a_walk_table_finds_new_changed_unchanged_and_gone(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(walked_module, "CHUNK_ROWS", 2)  # several chunks, each committed
+    now = utcnow()
+    with WalkTable(db, "h1", scan_id=1, now=now) as table:
+        table.add(walked(["/d/a", "/d/b", "/d/c"]))
+        assert table.finish() == Counts(seen=3, new=3, changed=0, unchanged=0)
+    with WalkTable(db, "h1", scan_id=2, now=now) as table:
+        again = walked(["/d/a", "/d/b", "/d/x"])
+        again[1] = again[1]._replace(size=5)
+        table.add(again[:1])
+        table.add(again[1:] + [Walked("/d/c")])  # /d/c seen but not selected: it stays
+        assert table.finish() == Counts(seen=3, new=1, changed=1, unchanged=1)
+        assert list(table.gone(["/d"])) == []
+    with db.session() as s:
+        sizes = {r.path: r.size for r in s.execute(select(FileHash.path, FileHash.size))}
+    assert sizes == {"/d/a": 100, "/d/b": 5, "/d/c": 100, "/d/x": 100}
+    assert gone_paths(db, ["/d"]) == ["/d/a", "/d/b", "/d/c", "/d/x"]
+
+
+def test_gone_is_limited_to_host_and_roots(db: Database) -> None:
     with db.session() as s:
         files.upsert_files(s, rows(3, base="/a") + rows(3, base="/ab") + rows(2, base="/a/b"))
         files.upsert_files(s, rows(4, host="other", base="/a"))
         s.commit()
-        paths = sorted(r.path for r in files.existing_files(s, "h1", ["/a"]))
     # /ab is not under /a, other host's rows are excluded
-    assert paths == ["/a/b/f0", "/a/b/f1", "/a/f0", "/a/f1", "/a/f2"]
+    assert gone_paths(db, ["/a"]) == ["/a/b/f0", "/a/b/f1", "/a/f0", "/a/f1", "/a/f2"]
 
 
-def test_delete_files_in_batches(db: Database) -> None:
+def test_walk_table_deletes_by_id(db: Database) -> None:
     with db.session() as s:
         files.upsert_files(s, rows(25))
-        ids = list(s.scalars(select(FileHash.id)))
-        assert files.delete_files(s, ids[:20], batch_size=7) == 20
         s.commit()
+        ids = list(s.scalars(select(FileHash.id)))
+    with WalkTable(db, "h1") as table:
+        assert table.delete(ids[:20]) == 20
     assert count(db) == 5
 
 
@@ -114,26 +147,23 @@ def test_candidates_and_groups(db: Database) -> None:
     with db.session() as s:
         files.upsert_files(s, data)
         s.commit()
-        pending = list(stream(s, candidates.prefix_candidates("h1", "xxh3")))
+        pending = list(stream(db, candidates.prefix_candidates("h1", "xxh3")))
         assert sorted(p.path for p in pending) == ["/data/f0", "/data/f1", "/data/f2"]
         ids = [p.id for p in pending]
-        read = {"size": 10, "mtime_ns": 1000}
-        candidates.save_hashes(s, [
-            {"id": ids[0], **read, "inode": pending[0].inode, "prefix_hash": "A",
-             "full_hash": None, "hash_algo": "xxh3"},
-            {"id": ids[1], **read, "inode": pending[1].inode, "prefix_hash": "A",
-             "full_hash": None, "hash_algo": "xxh3"},
-            {"id": ids[2], **read, "inode": pending[2].inode, "prefix_hash": "B",
-             "full_hash": None, "hash_algo": "xxh3"},
-        ])
+        # (id, size, mtime_ns, inode as read, then the columns' values)
+        candidates.save_hashes(s, candidates.HashBatch(candidates.PREFIX_COLUMNS, [
+            (ids[0], 10, 1000, pending[0].inode, "A", None, "xxh3"),
+            (ids[1], 10, 1000, pending[1].inode, "A", None, "xxh3"),
+            (ids[2], 10, 1000, pending[2].inode, "B", None, "xxh3"),
+        ]))
         s.commit()
-        assert list(stream(s, candidates.prefix_candidates("h1", "xxh3"))) == []
+        assert list(stream(db, candidates.prefix_candidates("h1", "xxh3"))) == []
         # another algorithm asks for the hashes again instead of mixing them
-        assert len(list(stream(s, candidates.prefix_candidates("h1", "sha256")))) == 3
-        full = sorted(p.id for p in stream(s, candidates.full_candidates("h1", "xxh3")))
+        assert len(list(stream(db, candidates.prefix_candidates("h1", "sha256")))) == 3
+        full = sorted(p.id for p in stream(db, candidates.full_candidates("h1", "xxh3")))
         assert full == sorted(ids[:2])
-        candidates.save_hashes(s, [{"id": p.id, **read, "inode": p.inode, "full_hash": "F"}
-                                   for p in pending[:2]])
+        candidates.save_hashes(s, candidates.HashBatch(candidates.FULL_COLUMNS, [
+            (p.id, 10, 1000, p.inode, "F") for p in pending[:2]]))
         s.commit()
         assert queries.group_totals(s) == (1, 2, 10)
 
@@ -170,8 +200,11 @@ def test_non_utf8_and_newline_paths_round_trip(db: Database) -> None:
     with db.session() as s:
         files.upsert_files(s, data)
         s.commit()
-        stored = sorted(r.path for r in files.existing_files(s, "h1", ["/d"]))
-    assert stored == sorted(weird)
+    assert gone_paths(db, ["/d"]) == sorted(weird)
+    with WalkTable(db, "h1") as table:  # a walk finding them again matches them exactly
+        table.add([Walked(r["path"], r["name"], r["size"], r["mtime_ns"], r["device"],
+                          r["inode"], r["nlink"], selected=True) for r in data])
+        assert table.finish() == Counts(seen=4, new=0, changed=0, unchanged=4)
 
 
 # ----------------------------------------------------------------- fallback / errors

@@ -144,8 +144,9 @@ def test_kill_9_then_resume_gives_the_same_groups(tmp_path: Path, db_url: str,
     tree = tmp_path / "tree"
     _big_tree(tree, pairs=300, size=160 * 1024)  # above the small-file limit: two stages
     db = open_db()
+    # every result committed at once, so that the kill lands between commits
     args = ["scan", str(tree), "--db-url", db_url, "-q", "-p", "2", "-b", "1",
-            "-a", "sha256", "--host-label", "testhost"]
+            "--commit-interval", "0", "-a", "sha256", "--host-label", "testhost"]
     proc = run_dupfinder(*args)
     _wait_for(lambda: _hashed(db) >= 40, proc)
     proc.kill()
@@ -177,7 +178,7 @@ def test_ctrl_c_exits_130_and_keeps_progress(tmp_path: Path, db_url: str,
     _big_tree(tree, pairs=300, size=160 * 1024)  # above the small-file limit: two stages
     db = open_db()
     proc = run_dupfinder("scan", str(tree), "--db-url", db_url, "-p", "2", "-b", "1",
-                         "--host-label", "testhost")
+                         "--commit-interval", "0", "--host-label", "testhost")
     _wait_for(lambda: _hashed(db) >= 40, proc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dupfinder import Catalogue
-from dupfinder.db import models
+from dupfinder.db import candidates, models
 from dupfinder.scan import workers
 from tests.helpers import HOST, as_unprivileged, blob, write
 
@@ -56,11 +56,14 @@ def test_a_hash_read_before_another_scan_rewrote_the_file_is_not_stored(
                 assert other.scan([tmp_path], processes=1).sync.changed == 1
         return real_save(session, updates)
 
+    # PostgreSQL's workers write their own results; SQLite's scan writes what they send back
     monkeypatch.setattr(workers, "save_hashes", save_after_a_race)
+    monkeypatch.setattr(candidates, "save_hashes", save_after_a_race)
     cat.scan([tmp_path], processes=1)
     assert raced
     assert list(cat.groups()) == []  # x and y differ now: never listed as duplicates
     monkeypatch.setattr(workers, "save_hashes", real_save)
+    monkeypatch.setattr(candidates, "save_hashes", real_save)
     y.write_bytes(b"A" * 20)
     cat.scan([tmp_path], processes=1)
     assert [[f.path for f in g.files] for g in cat.groups()] == [[str(x), str(y)]]

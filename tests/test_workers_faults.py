@@ -200,16 +200,18 @@ def test_a_worker_that_dies_ends_the_scan(tmp_path: Path, cli,
     assert not left_behind(before)
 
 
-def test_a_worker_whose_setup_fails_ends_the_scan(tmp_path: Path, cli,
+def test_a_worker_whose_setup_fails_ends_the_scan(db_url: str, tmp_path: Path, cli,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     make_pairs(tmp_path / "tree", n=20, size=5000)
 
-    def refuse(url: str) -> None:
+    def refuse(*_args: object) -> None:
         raise ConnectionError("no route to catalogue")
 
+    # PostgreSQL's workers open their own database first; SQLite's only make a reader
     monkeypatch.setattr(workers, "worker_database", refuse)
+    monkeypatch.setattr(workers, "Reader", refuse)
     before = descendants(os.getpid())
-    r = cli("scan", tmp_path / "tree", "--db-url", f"sqlite:///{tmp_path}/c.db", "-q",
+    r = cli("scan", tmp_path / "tree", "--db-url", db_url, "--no-fallback", "-q",
             "-p", "2", "-b", "2", "--start-method", "fork")
     assert r.code == 1
     assert r.err.strip().splitlines() == [

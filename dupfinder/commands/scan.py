@@ -46,6 +46,10 @@ from dupfinder.units import human_size, parse_size
               help="Descend at most N levels (1 = only files directly in a root).")
 @click.option("--prefix-size", default=str(DEFAULT_PREFIX_SIZE), show_default=True,
               help="Bytes hashed in the prefix stage.")
+@click.option("--commit-interval", type=float, default=1.0, show_default=True,
+              metavar="SECONDS",
+              help="SQLite: commit finished hashes at least this often (what a killed scan "
+                   "may lose; PostgreSQL's workers commit every batch).")
 @click.option("--start-method", type=click.Choice(["fork", "spawn", "forkserver"]),
               default=None, help="multiprocessing start method (default: the platform's).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
@@ -58,7 +62,8 @@ def scan_cmd(ctx: Context, paths: tuple[str, ...], algorithm: str, processes: in
              include_empty: bool, include: tuple[str, ...], exclude: tuple[str, ...],
              exclude_from: tuple[str, ...], ignore_files: bool, hidden: bool,
              follow_links: bool, one_file_system: bool, max_depth: int | None,
-             prefix_size: str, start_method: str | None, report_path: str | None) -> None:
+             prefix_size: str, commit_interval: float, start_method: str | None,
+             report_path: str | None) -> None:
     """Scan folders or files into the catalogue and find the duplicates among them."""
     if include_empty and min_size is not None and parse_size(min_size, "--min-size") > 0:
         raise UsageError("--include-empty conflicts with --min-size above 0")
@@ -69,7 +74,7 @@ def scan_cmd(ctx: Context, paths: tuple[str, ...], algorithm: str, processes: in
         include=include, exclude=load_exclude_from(exclude_from) + exclude,
         ignore_files=ignore_files, hidden=hidden, algorithm=algorithm,
         batch_size=batch_size, chunk_size=chunk_size, prefix_size=prefix_size,
-        start_method=start_method, processes=processes,
+        start_method=start_method, processes=processes, commit_interval=commit_interval,
     )
     Catalogue.check_roots(paths)
     with ctx.opened() as cat:

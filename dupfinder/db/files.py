@@ -5,21 +5,18 @@ Callers hand in and get back filesystem paths; the stored form is made here.
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
-import io
-from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, case, column, delete, literal, or_, select, table
+from sqlalchemy import ColumnElement, and_, case, column, literal, or_, select, table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from dupfinder.db.bulk import batched, raw_cursor, sqlite_executemany, stream_raw
+from dupfinder.db.bulk import copy_csv, raw_cursor, sqlite_executemany
 from dupfinder.db.models import FileHash
-from dupfinder.db.paths import DbPath, db_roots, from_db, subtree_range, to_db
+from dupfinder.db.paths import DbPath, db_roots, subtree_range, to_db
 
 F = FileHash
 
@@ -54,14 +51,6 @@ class KnownFile(NamedTuple):
     inode: int
 
 
-def existing_files(session: Session, host: str, roots: Sequence[str]) -> Iterator[KnownFile]:
-    """Stream the host's rows under the filesystem folders ``roots``."""
-    stmt = (select(F.id, F.path, F.size, F.mtime_ns, F.device, F.inode)
-            .where(F.host == host, under(roots)))
-    for fid, path, size, mtime_ns, device, inode in stream_raw(session, stmt):
-        yield KnownFile(fid, from_db(path), size, mtime_ns, device, inode)
-
-
 def upsert_files(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert or update a batch of file records in one statement.
 
@@ -81,11 +70,6 @@ def upsert_files(session: Session, rows: list[dict[str, Any]]) -> None:
     # and ~8k through SQLAlchemy's executemany.
     columns = tuple(rows[0])
     sql, stage = _pg_upsert_sql(dialect, columns)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    text: dict[Any, str] = {}  # format each shared timestamp once per batch
-    writer.writerows([tuple(_csv_value(r[c], text) for c in columns) for r in rows])
-    buf.seek(0)
     cursor = raw_cursor(session)
     try:
         names = ", ".join(columns)
@@ -93,19 +77,11 @@ def upsert_files(session: Session, rows: list[dict[str, Any]]) -> None:
             f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS "
             f"AS SELECT {names} FROM file_hashes WITH NO DATA"
         )
-        cursor.copy_expert(f"COPY {stage} ({names}) FROM STDIN WITH (FORMAT csv)", buf)
+        copy_csv(cursor, stage, columns, [tuple(r[c] for c in columns) for r in rows])
         cursor.execute(sql)
         cursor.execute(f"TRUNCATE {stage}")
     finally:
         cursor.close()
-
-
-def _csv_value(value: Any, memo: dict[Any, str]) -> Any:
-    if isinstance(value, datetime):
-        if value not in memo:
-            memo[value] = value.isoformat()
-        return memo[value]
-    return value
 
 
 @functools.cache
@@ -119,17 +95,17 @@ def _pg_upsert_sql(dialect: Any, columns: tuple[str, ...]) -> tuple[str, str]:
     stage = "dupfinder_stage_" + hashlib.sha1(",".join(columns).encode()).hexdigest()[:10]
     source = table(stage, *(column(c) for c in columns))
     ins = postgresql.insert(F.__table__).from_select(list(columns), select(*source.c))
-    return str(_on_conflict(ins).compile(dialect=dialect)), stage
+    return str(on_conflict(ins).compile(dialect=dialect)), stage
 
 
 @functools.cache
 def _upsert_statement(dialect: str) -> Any:
     """INSERT ... ON CONFLICT (host, path) DO UPDATE of one row of parameters."""
     ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(F.__table__)
-    return _on_conflict(ins)
+    return on_conflict(ins)
 
 
-def _on_conflict(ins: Any) -> Any:
+def on_conflict(ins: Any) -> Any:
     """The upsert rule: a known (host, path) takes the new metadata and keeps its hashes
     only when size, mtime, device and inode are unchanged."""
     t = FileHash.__table__
@@ -154,11 +130,3 @@ def _on_conflict(ins: Any) -> Any:
             "hash_algo": case((same, c.hash_algo), else_=None),
         },
     )
-
-
-def delete_files(session: Session, ids: Iterable[int], batch_size: int = 1000) -> int:
-    """Remove catalogue rows by id, in batches; returns how many were removed."""
-    removed = 0
-    for chunk in batched(ids, batch_size):
-        removed += session.execute(delete(F).where(F.id.in_(chunk))).rowcount or 0
-    return removed

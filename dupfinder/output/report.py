@@ -24,7 +24,8 @@ import json
 import os
 import secrets
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,41 +176,88 @@ def folder_reclaimable(groups: list[FolderGroup]) -> int:
     return total
 
 
-def report_data(db: Database, sel: Selection = EVERYTHING,
-                all_files_cap: int = ALL_FILES_CAP,
-                keep: KeepPolicy = KeepPolicy.OLDEST) -> dict[str, Any]:
-    """Everything the page shows, as plain JSON-able data; each group marks the copy that
-    ``keep`` would keep (as :func:`dupfinder.actions.plan.keeper` chooses it)."""
+class _Parts(NamedTuple):
+    """The report's data: ``head`` (the small keys) now, ``groups`` and ``files`` as
+    streams from the database (consume ``groups`` first), ``tail`` (the keys that need the
+    streams seen) once they are done."""
+
+    head: dict[str, Any]
+    groups: Iterator[ReportGroup]
+    files: Iterator[ListedFile]
+    tail: Callable[[], dict[str, Any]]
+
+
+@contextmanager
+def _parts(db: Database, sel: Selection, all_files_cap: int, keep: KeepPolicy
+           ) -> Iterator[_Parts]:
+    """Everything the page shows, with the groups and the listed files streamed: a report
+    of 1M files held every group in a list and peaked at 547 MB."""
     with db.session() as s:
         st = stats(s, sel, top=0)
-        groups: list[ReportGroup] = []
-        exts: Counter[str] = Counter()
-        for g in iter_groups(s, sel):
-            group = _group(g, keep)
-            exts.update(_ext(f.path) for f in group.files)
-            groups.append(group)
-        all_files = [ListedFile(display(f.path), f.size, f.host, f.mtime_ns // 1_000_000_000)
-                     for f in iter_files(s, sel, limit=all_files_cap + 1)]
-        exts.update(_ext(f.path) for f in all_files)
         scans = scan_overview(s)
         folder_groups = duplicate_folders(s, sel.roots, sel.host)
+        s.rollback()  # no read transaction held across the streams
     for sc in scans:  # filesystem paths as the scan was given them
         sc["roots"] = [display(r) for r in sc["roots"] or []]
-    truncated = len(all_files) > all_files_cap
-    return {
+    exts: Counter[str] = Counter()
+    listed = 0
+
+    def groups() -> Iterator[ReportGroup]:
+        with db.session() as s:
+            for g in iter_groups(s, sel):
+                group = _group(g, keep)
+                exts.update(_ext(f.path) for f in group.files)
+                yield group
+
+    def files() -> Iterator[ListedFile]:
+        nonlocal listed
+        with db.session() as s:
+            for f in iter_files(s, sel, limit=all_files_cap + 1):
+                listed += 1
+                if listed > all_files_cap:
+                    return
+                shown = ListedFile(display(f.path), f.size, f.host, f.mtime_ns // 1_000_000_000)
+                exts.update((_ext(shown.path),))
+                yield shown
+
+    head = {
         "summary": {"files": st.files, "bytes": st.bytes, "groups": st.groups,
                     "files_in_groups": st.files_in_groups, "wasted": st.wasted,
                     "folder_groups": len(folder_groups),
                     "folder_wasted": folder_reclaimable(folder_groups)},
         "hosts": st.hosts,
         "keep_policy": str(KeepPolicy(keep)),
-        "groups": groups,
-        "files": all_files[:all_files_cap],
-        "files_truncated": truncated,
+    }
+    yield _Parts(head, groups(), files(), lambda: {
+        "files_truncated": listed > all_files_cap,
         "extensions": [e for e, _ in exts.most_common(200)],
         "scans": scans,
         "folder_groups": [_folder_group(g) for g in folder_groups],
-    }
+    })
+
+
+def report_data(db: Database, sel: Selection = EVERYTHING,
+                all_files_cap: int = ALL_FILES_CAP,
+                keep: KeepPolicy = KeepPolicy.OLDEST) -> dict[str, Any]:
+    """Everything the page shows, as plain JSON-able data held in memory (the report file
+    itself is written from the same parts as a stream); each group marks the copy that
+    ``keep`` would keep (as :func:`dupfinder.actions.plan.keeper` chooses it)."""
+    with _parts(db, sel, all_files_cap, keep) as parts:
+        data = {**parts.head, "groups": list(parts.groups), "files": list(parts.files)}
+        return {**data, **parts.tail()}
+
+
+def _json_pieces(parts: _Parts) -> Iterator[str]:
+    """The data as script-safe JSON text, a group or a file at a time."""
+    yield script_safe_json(parts.head)[:-1]  # the object stays open
+    for key, items in (("groups", parts.groups), ("files", parts.files)):
+        yield f',"{key}":['
+        first = True
+        for item in items:
+            yield script_safe_json(item) if first else "," + script_safe_json(item)
+            first = False
+        yield "]"
+    yield "," + script_safe_json(parts.tail())[1:]
 
 
 def _ext(path: str) -> str:
@@ -220,35 +268,55 @@ def _ext(path: str) -> str:
 
 def render_report(data: dict[str, Any], source: str, title: str) -> str:
     """The HTML page for ``data``."""
+    head, tail = _page(source, title)
+    return head + script_safe_json(data) + tail
+
+
+_SLOT = "\x00dupfinder-report-data\x00"
+
+
+def _page(source: str, title: str) -> tuple[str, str]:
+    """The page around its data: (up to the data's script element, from its end)."""
     env = Environment(loader=PackageLoader("dupfinder.output", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True))
     template = env.get_template("report.html.j2")
-    return template.render(
-        # already escaped for its place inside <script> by script_safe_json
-        data_json=Markup(script_safe_json(data)), source=source, title=title,
+    page = template.render(
+        data_json=Markup(_SLOT), source=source, title=title,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), version=__version__,
         nonce=secrets.token_urlsafe(16),
     )
+    head, slot, tail = page.partition(_SLOT)
+    assert slot and _SLOT not in tail, "the report template must hold data_json once"
+    return head, tail
 
 
-def write_report(db: Database, path: str, sel: Selection = EVERYTHING) -> ReportInfo:
-    """Write the report of the selected files of the catalogue to ``path``; the file is
-    replaced only once it is complete."""
+def write_report(db: Database, path: str, sel: Selection = EVERYTHING,
+                 keep: KeepPolicy = KeepPolicy.OLDEST) -> ReportInfo:
+    """Write the report of the selected files of the catalogue to ``path``, streaming the
+    groups from the database into the file; the file is replaced only once it is
+    complete."""
     target = Path(path)
     if target.is_dir():
         raise UsageError(f"report: {for_message(path)} is a folder; give a file name such as "
                          "report.html")
     if not target.parent.is_dir():
         raise UsageError(f"report: folder {for_message(str(target.parent))} does not exist")
-    data = report_data(db, sel)
     what = ", ".join(display(r) for r in sel.roots) if sel.roots else "the whole catalogue"
-    html = render_report(data, f"{what} in {mask_url(db.url)}", what)
+    head, tail = _page(f"{what} in {mask_url(db.url)}", what)
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     try:
-        tmp.write_text(html, encoding="utf-8")
+        with _parts(db, sel, ALL_FILES_CAP, keep) as parts, \
+                open(tmp, "w", encoding="utf-8", buffering=1 << 20) as out:
+            out.write(head)
+            out.writelines(_json_pieces(parts))
+            out.write(tail)
+        size = tmp.stat().st_size
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise UsageError(f"report: cannot write {for_message(path)}: {exc.strerror}") from exc
-    s = data["summary"]
-    return ReportInfo(str(target), s["groups"], s["files"], len(html.encode("utf-8")))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    summary = parts.head["summary"]
+    return ReportInfo(str(target), summary["groups"], summary["files"], size)

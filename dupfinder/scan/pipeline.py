@@ -12,7 +12,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -60,6 +60,9 @@ class ScanOptions:
     prefix_size: int = DEFAULT_PREFIX_SIZE
     start_method: str | None = None
     progress: bool = True
+    # SQLite: the longest a finished hash waits in memory before its commit (the most a
+    # killed scan loses); PostgreSQL's workers commit each batch themselves
+    commit_interval: float = 1.0
 
 
 @dataclass
@@ -135,6 +138,9 @@ def check_options(options: ScanOptions) -> None:
     if options.processes > limit:  # each worker holds a database connection of its own
         raise UsageError(f"-p/--processes must be at most {limit} (4 per CPU, at most "
                          f"{MAX_PROCESSES}), not {options.processes}")
+    if not 0 <= options.commit_interval <= 3600:
+        raise UsageError("--commit-interval must be between 0 and 3600 seconds, not "
+                         f"{options.commit_interval:g}")
     if options.batch_size < 1:
         raise UsageError(f"-b/--batch-size must be at least 1, not {options.batch_size}")
     if options.chunk_size < 4096:
@@ -221,7 +227,8 @@ def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
             _walk_and_sync(db, host, roots, options, summary, bars, started)
             if not _nothing_to_hash(db, host, roots, tag, options, summary):
                 settings = HashSettings(db.url_string(), options.algorithm, tag,
-                                        options.prefix_size, options.chunk_size)
+                                        options.prefix_size, options.chunk_size,
+                                        workers_write=db.backend != "sqlite")
                 _HashStages(db, host, tag, options, summary, bars, settings).run()
             with db.session() as session:
                 t = time.perf_counter()
@@ -261,6 +268,7 @@ def _options_record(options: ScanOptions) -> dict[str, Any]:
     return {
         "algorithm": options.algorithm, "processes": options.processes,
         "batch_size": options.batch_size, "chunk_size": options.chunk_size,
+        "commit_interval": options.commit_interval,
         "prefix_size": options.prefix_size, "follow_links": w.follow_links,
         "one_file_system": w.one_file_system, "max_depth": w.max_depth,
         "min_size": w.min_size, "max_size": w.max_size, "include": list(w.include),
@@ -320,22 +328,28 @@ class _HashStages:
     def _stage(self, hashers: Hashers, stage: Stage, stmt: Any) -> None:
         t = time.perf_counter()
         opts = self.options
-        with self.db.session() as session:
-            by_bytes = stage == Stage.FULL
-            files = nbytes = total = None
-            if self.bars.enabled:  # the count costs a second run of the query
-                files, nbytes = candidates.count_and_bytes(session, stmt)
-                session.rollback()
-                total = nbytes if by_bytes else files
-            if files != 0:
+        by_bytes = stage == Stage.FULL
+        writer = (nullcontext(None) if self.settings.workers_write
+                  else candidates.HashWriter(self.db, opts.commit_interval))
+        with writer as writer, candidates.StagedCandidates(self.db, stmt) as staged:
+            if staged.files:
+                total = staged.bytes if by_bytes else staged.files
                 max_bytes = FULL_TASK_BYTES if by_bytes else 1 << 62
                 with self.bars.bar(f"{stage} hash", total, "B" if by_bytes else "files") as bar:
-                    rows = candidates.stream_candidates(session, stmt)
-                    tasks = make_tasks(rows, stage, opts.batch_size, max_bytes)
-                    for result in hashers.run(tasks):
-                        self._add(result)
-                        bar.update(result.bytes_read if by_bytes else result.files
-                                   + result.changed + len(result.errors))
+                    tasks = make_tasks(staged, stage, opts.batch_size, max_bytes)
+                    try:
+                        for result in hashers.run(tasks):
+                            if writer is not None and result.updates is not None:
+                                writer.add(result.updates)
+                            self._add(result)
+                            bar.update(result.bytes_read if by_bytes else result.files
+                                       + result.changed + len(result.errors))
+                    except KeyboardInterrupt:
+                        if writer is not None:  # keep what finished before Ctrl-C
+                            writer.flush()
+                        raise
+            if writer is not None:
+                writer.flush()
         self.summary.stage_seconds[stage] = time.perf_counter() - t
 
     def _add(self, result: TaskResult) -> None:

@@ -1,12 +1,13 @@
 """Sync the walk with the catalogue: new, changed, unchanged and gone files.
 
-Unchanged files (same size, mtime, device and inode) are not written at all, so a rescan of
-an unchanged tree costs a walk and one read of the catalogue. New and changed files are
-upserted in batches (a change clears the stored hashes), committed every ``COMMIT_EVERY``
-batches. Rows under the scanned roots that the walk would have selected and did not find
-leave the catalogue; rows the scan's filters did not select (too small, excluded, hidden,
-below a link not followed or a folder not entered) and rows below what could not be read
-stay, since they were not examined.
+The walk's rows are staged in a temporary table (:mod:`dupfinder.db.walked`) and the database
+compares them with the catalogue, so a rescan holds no copy of the catalogue in memory.
+Unchanged files (same size, mtime, device and inode) are not written at all. New and changed
+files are upserted in chunks, each committed (a change clears the stored hashes). Rows under
+the scanned roots that the walk would have selected and did not find leave the catalogue;
+rows the scan's filters did not select (too small, excluded, hidden, below a link not
+followed or a folder not entered) and rows below what could not be read stay, since they
+were not examined.
 """
 
 from __future__ import annotations
@@ -16,12 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from dupfinder.db import files
-from dupfinder.db.bulk import signed64
 from dupfinder.db.engine import Database
+from dupfinder.db.walked import Walked, WalkTable
 from dupfinder.scan.walk import Entry, Skipped
-
-COMMIT_EVERY = 10  # batches per commit (measured: inserts 111k -> 141k rows/s on SQLite)
 
 
 @dataclass
@@ -42,55 +40,39 @@ def sync(db: Database, host: str, roots: list[str], entries: Iterable[Entry | Sk
 
     A :class:`Skipped` path (and below a skipped folder, everything) keeps its rows:
     the scan's filters did not select it, so it was not examined. ``unreadable`` is called
-    after the walk ends and names what could not be read, kept likewise. Commits every
-    ``COMMIT_EVERY`` batches: an interrupted sync loses at most that much, and the resumed
-    scan writes it again.
+    after the walk ends and names what could not be read, kept likewise. ``progress`` gets
+    the number of rows as they are written.
+
+    (Running the database side in a thread of its own, to overlap it with the walk, was
+    measured slower: 2.55 s against 2.18 s for a cold 100k-file sync, 1.98 s against 1.60 s
+    warm; the two halves mostly hold the GIL.)
     """
-    counts = SyncCounts()
-    keep: set[str] = set()
-    with db.session() as session:
-        known = {row.path: row for row in files.existing_files(session, host, roots)}
-        session.rollback()  # end the read transaction before writing
-        batch: list[dict[str, Any]] = []
-        batches = 0
+    keep: set[str] = set()  # folders whose rows stay: skipped or unreadable
+    with WalkTable(db, host, scan_id, now, progress) as table:
+        batch: list[Walked] = []
         for e in entries:
             if isinstance(e, Skipped):
-                known.pop(e.path, None)
+                batch.append(Walked(e.path))
                 if e.folder:
                     keep.add(e.path)
-                continue
-            counts.seen += 1
-            device, inode = signed64(e.device), signed64(e.inode)
-            old = known.pop(e.path, None)
-            if old is not None:
-                if (old.size, old.mtime_ns, old.device, old.inode) == \
-                        (e.size, e.mtime_ns, device, inode):
-                    counts.unchanged += 1
-                    continue
-                counts.changed += 1
             else:
-                counts.new += 1
-            batch.append({
-                "host": host, "path": e.path, "name": e.name, "size": e.size,
-                "mtime_ns": e.mtime_ns, "device": device, "inode": inode,
-                "nlink": e.nlink, "scan_id": scan_id, "first_seen": now, "last_seen": now,
-            })
+                batch.append(Walked(*e, selected=True))
             if len(batch) >= batch_size:
-                files.upsert_files(session, batch)
-                batches += 1
-                if batches % COMMIT_EVERY == 0:
-                    session.commit()
-                if progress:
-                    progress(len(batch))
+                table.add(batch)
                 batch = []
-        if batch:
-            files.upsert_files(session, batch)
-            session.commit()
+        table.add(batch)
         keep.update(unreadable())
-        gone = [row.id for path, row in known.items() if not _kept(path, keep)]
-        counts.removed = files.delete_files(session, gone, batch_size)
-        session.commit()
-    return counts
+        counts = table.finish()
+        removed = 0
+        gone: list[int] = []
+        for fid, path in table.gone(roots):
+            if not _kept(path, keep):
+                gone.append(fid)
+            if len(gone) >= batch_size:
+                removed += table.delete(gone)
+                gone = []
+        removed += table.delete(gone)
+    return SyncCounts(counts.seen, counts.new, counts.changed, counts.unchanged, removed)
 
 
 def _kept(path: str, keep: set[str]) -> bool:

@@ -1,9 +1,12 @@
 """Hashing tasks and the process pool that runs them.
 
-Each worker process opens its own engine and session from the database URL (never one
-inherited through fork), hashes a task's files and writes the results in one batched
-statement before taking the next task, so whatever finished is committed if the scan dies.
-Works with the ``fork``, ``spawn`` and ``forkserver`` start methods.
+On PostgreSQL each worker process opens its own engine and session from the database URL
+(never one inherited through fork), hashes a task's files and writes the results in one
+batched statement before taking the next task, so the workers write in parallel and whatever
+finished is committed if the scan dies. SQLite admits one writer at a time: there the
+workers only hash and send their results back, and the scan's own process writes them in
+larger sorted transactions (:class:`dupfinder.db.candidates.HashWriter`). Works with the
+``fork``, ``spawn`` and ``forkserver`` start methods.
 
 Any worker failure (its set-up, a task, the process itself) ends the scan with one error
 line: the remaining workers are killed at once, never waited for, so a scan cannot hang on
@@ -22,14 +25,19 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from multiprocessing.util import Finalize
 from typing import Any, NamedTuple
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from dupfinder.db.candidates import Candidate, save_hashes
+from dupfinder.db.candidates import (
+    FULL_COLUMNS,
+    PREFIX_COLUMNS,
+    Candidate,
+    HashBatch,
+    save_hashes,
+)
 from dupfinder.db.engine import Database, worker_database
 from dupfinder.errors import DatabaseError, DupfinderError, one_line, quiet_library_logs
 from dupfinder.scan.hashing import FileChanged, Reader
@@ -73,6 +81,7 @@ class TaskResult:
     bytes_read: int = 0
     changed: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
+    updates: HashBatch | None = None  # results not written yet (SQLite)
 
 
 @dataclass
@@ -84,37 +93,39 @@ class HashSettings:
     tag: str
     prefix_size: int
     chunk_size: int
+    workers_write: bool = True  # False: results go back to the scan's one writer
 
 
-def hash_task(db: Database, reader: Reader, tag: str, task: Task,
-              write_lock: Any = None) -> TaskResult:
-    """Hash a task's files and save the results in one statement; returns the counts.
-
-    ``write_lock`` (SQLite only) serialises the workers' writes: SQLite takes one writer
-    at a time, and a writer that finds the database busy sleeps in steps of up to 100 ms,
-    while a waiter on this lock wakes the moment it is free."""
+def hash_task(db: Database | None, reader: Reader, tag: str, task: Task) -> TaskResult:
+    """Hash a task's files; returns the counts. With a database the results are saved in
+    one statement and committed; without (SQLite's workers) they are returned in
+    ``updates`` for the scan's one writer."""
     result = TaskResult()
-    updates: list[dict[str, Any]] = []
+    prefix = task.stage == Stage.PREFIX
+    rows: list[tuple[Any, ...]] = []
     for item in task.items:
-        read = {"size": item.size, "mtime_ns": item.mtime_ns, "inode": item.inode}
         try:
-            if task.stage == Stage.PREFIX:
+            if prefix:
                 digest, full, nread = reader.prefix(item.path, item.size, item.mtime_ns)
-                updates.extend({"id": i, **read, "prefix_hash": digest, "full_hash": full,
-                                "hash_algo": tag} for i in item.ids)
+                rows.extend((i, item.size, item.mtime_ns, item.inode, digest, full, tag)
+                            for i in item.ids)
                 result.bytes_read += nread
             else:
                 digest = reader.full(item.path, item.size, item.mtime_ns)
-                updates.extend({"id": i, **read, "full_hash": digest} for i in item.ids)
+                rows.extend((i, item.size, item.mtime_ns, item.inode, digest)
+                            for i in item.ids)
                 result.bytes_read += item.size
             result.files += 1
         except FileChanged:
             result.changed += 1
         except OSError as exc:
             result.errors.append((item.path, exc.strerror or type(exc).__name__))
-    if updates:
-        with write_lock or nullcontext(), db.session() as session:
-            save_hashes(session, updates)
+    batch = HashBatch(PREFIX_COLUMNS if prefix else FULL_COLUMNS, rows)
+    if db is None:
+        result.updates = batch
+    elif rows:
+        with db.session() as session:
+            save_hashes(session, batch)
             session.commit()
     return result
 
@@ -139,7 +150,7 @@ class TaskFailed(Exception):
         return cls("error", f"{type(exc).__name__}: {one_line(exc)}")
 
 
-_worker: tuple[Database, Reader, str, Any] | None = None
+_worker: tuple[Database | None, Reader, str] | None = None
 _init_failure: TaskFailed | None = None
 
 _PR_SET_PDEATHSIG = 1
@@ -195,7 +206,7 @@ def _watch_scan(scan_pid: int, parent: int) -> None:
         time.sleep(0.5)
 
 
-def _init_worker(settings: HashSettings, write_lock: Any, scan_pid: int) -> None:
+def _init_worker(settings: HashSettings, scan_pid: int) -> None:
     """Set up a worker. A failure here is kept and raised by the worker's first task rather
     than raised: an initializer that raises makes the executor log a traceback on the
     user's terminal and report only "a process terminated abruptly"."""
@@ -205,10 +216,11 @@ def _init_worker(settings: HashSettings, write_lock: Any, scan_pid: int) -> None
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # pool.terminate() ends us at once
     try:
         quiet_library_logs()  # a spawned worker did not run the CLI's set-up
-        db = worker_database(settings.url)
-        Finalize(db, db.dispose, exitpriority=10)
+        db = worker_database(settings.url) if settings.workers_write else None
+        if db is not None:
+            Finalize(db, db.dispose, exitpriority=10)
         _worker = (db, Reader(settings.algorithm, settings.prefix_size, settings.chunk_size),
-                   settings.tag, write_lock)
+                   settings.tag)
     except Exception as exc:  # noqa: BLE001 - reported by the first task, as one line
         _init_failure = TaskFailed.of(exc)
 
@@ -218,9 +230,9 @@ def _run(task: Task) -> TaskResult:
     if _init_failure is not None:
         raise _init_failure
     assert _worker is not None, "worker not initialised"
-    db, reader, tag, write_lock = _worker
+    db, reader, tag = _worker
     try:
-        return hash_task(db, reader, tag, task, write_lock)
+        return hash_task(db, reader, tag, task)
     except Exception as exc:  # noqa: BLE001 - reported to the scan as one line
         raise TaskFailed.of(exc) from None
 
@@ -259,7 +271,7 @@ class Hashers:
         self.processes = processes
         self.start_method = start_method
         self.pool: ProcessPoolExecutor | None = None
-        self.local: tuple[Database, Reader, str] | None = None
+        self.local: tuple[Database | None, Reader, str] | None = None
 
     def _start_pool(self) -> ProcessPoolExecutor:
         """Start the workers when the first task arrives (a rescan with nothing to hash
@@ -267,10 +279,9 @@ class Hashers:
         if self.pool is None:
             self.db.engine.dispose()  # no idle pooled connection is inherited by a child
             ctx = multiprocessing.get_context(self.start_method)
-            lock = ctx.Lock() if self.db.backend == "sqlite" else None
             self.pool = ProcessPoolExecutor(self.processes, mp_context=ctx,
                                             initializer=_init_worker,
-                                            initargs=(self.settings, lock, os.getpid()))
+                                            initargs=(self.settings, os.getpid()))
         return self.pool
 
     def run(self, tasks: Iterable[Task]) -> Iterator[TaskResult]:
@@ -279,7 +290,8 @@ class Hashers:
         if self.processes == 1:
             if self.local is None:
                 s = self.settings
-                self.local = (self.db, Reader(s.algorithm, s.prefix_size, s.chunk_size), s.tag)
+                self.local = (self.db if s.workers_write else None,
+                              Reader(s.algorithm, s.prefix_size, s.chunk_size), s.tag)
             db, reader, tag = self.local
             for task in tasks:
                 yield hash_task(db, reader, tag, task)
