@@ -6,13 +6,16 @@ import os
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text, update
 
+from dupfinder import Catalogue
 from dupfinder.db.engine import Database
-from dupfinder.db.models import FileHash, ScanMetadata
+from dupfinder.db.models import SCHEMA_VERSION, FileHash, ScanMetadata, SchemaInfo
+from dupfinder.db.schema import schema_version
 from dupfinder.scan import pipeline
 from dupfinder.scan.hashing import DEFAULT_PREFIX_SIZE
-from tests.helpers import blob, catalogue_rows, groups, scan, tree_checksums, write
+from dupfinder.scan.pipeline import ScanOptions, run_scan
+from tests.helpers import HOST, blob, catalogue_rows, groups, scan, tree_checksums, write
 
 
 def test_identical_files_under_different_names_are_one_group(db: Database, tmp_path: Path
@@ -328,8 +331,6 @@ def test_sqlite_catalogue_inside_the_tree_is_not_scanned(tmp_path: Path) -> None
 
 def test_settled_rescan_skips_hashing_queries_until_anything_changes(db: Database,
                                                                      tmp_path: Path) -> None:
-    from dupfinder.scan.pipeline import ScanOptions, run_scan
-
     mine = write(tmp_path / "mine/a", "shared content")
     write(tmp_path / "mine/b", "unique-ish content!")
     first = scan(db, tmp_path / "mine")
@@ -343,3 +344,55 @@ def test_settled_rescan_skips_hashing_queries_until_anything_changes(db: Databas
     assert groups(db) == {frozenset({str(mine), str(theirs)})}
     # a different minimum size is not settled by the earlier scans either
     assert scan(db, tmp_path / "mine", min_size=2).stage_seconds["prefix"] > 0
+
+
+def test_unchanged_rescan_reuses_the_group_totals_until_anything_else_happens(
+        cat: Catalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path / "mine/a", "shared content")
+    write(tmp_path / "mine/sub/b", "shared content")
+    write(tmp_path / "mine/c", "another thing")
+    first = cat.scan([tmp_path / "mine"])
+    counted: list[int] = []
+    real = pipeline.group_totals
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        counted.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "group_totals", counting)
+    def rescan(path: Path) -> tuple[int, int, int, bool]:
+        """The rescan's totals, and whether it counted them (or took the last scan's)."""
+        counted.clear()
+        s = cat.scan([path])
+        return s.duplicate_groups, s.files_in_groups, s.wasted_bytes, bool(counted)
+
+    assert first.duplicate_groups == 1
+    assert rescan(tmp_path / "mine") == (1, 2, 14, False)  # nothing changed: reused
+    assert rescan(tmp_path / "mine/sub") == (0, 0, 0, True)  # other roots
+    assert rescan(tmp_path / "mine") == (1, 2, 14, True)  # another scan came since
+    assert rescan(tmp_path / "mine") == (1, 2, 14, False)
+    # another host's scan, though it writes nothing under these roots, may have hashed
+    write(tmp_path / "nas/x", "nothing alike")
+    run_scan(cat.db, [str(tmp_path / "nas")], "nas", ScanOptions(processes=1, progress=False))
+    assert rescan(tmp_path / "mine") == (1, 2, 14, True)
+    # a dedupe run changes the catalogue without a newer row: counted again, and right
+    run = cat.apply(cat.plan_dedupe("hardlink", tmp_path / "mine", scope="within"))
+    assert run.done == 1
+    assert rescan(tmp_path / "mine") == (0, 0, 0, True)
+    assert rescan(tmp_path / "mine") == (0, 0, 0, False)
+
+
+def test_an_older_catalogue_is_upgraded_and_its_scans_are_counted_again(
+        db_url: str, tmp_path: Path) -> None:
+    write(tmp_path / "t/a", "same")
+    write(tmp_path / "t/b", "same")
+    with Catalogue.open(db_url, host=HOST, fallback=False) as cat:
+        cat.scan([tmp_path / "t"])
+        with cat.db.engine.begin() as conn:  # as a version-2 catalogue had it
+            conn.execute(text("ALTER TABLE scan_metadata DROP COLUMN files_in_groups"))
+            conn.execute(update(SchemaInfo).values(version=2))
+    with Catalogue.open(db_url, host=HOST, fallback=False) as cat:
+        assert schema_version(cat.db.engine) == SCHEMA_VERSION == 3
+        again = cat.scan([tmp_path / "t"])  # the old record has no files_in_groups
+        assert (again.duplicate_groups, again.files_in_groups) == (1, 2)
+        assert cat.scan([tmp_path / "t"]).files_in_groups == 2

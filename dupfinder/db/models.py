@@ -28,7 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # 2: action_runs.pid (find dead runs), action_journal.uid/gid (restore ownership)
-SCHEMA_VERSION = 2
+# 3: scan_metadata.files_in_groups (an unchanged rescan reuses the totals of the last scan)
+SCHEMA_VERSION = 3
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -108,6 +109,7 @@ class ScanMetadata(Base):
     errors: Mapped[int] = mapped_column(BigInteger, default=0)
     changed_during_read: Mapped[int] = mapped_column(BigInteger, default=0)
     duplicate_groups: Mapped[int] = mapped_column(BigInteger, default=0)
+    files_in_groups: Mapped[int | None] = mapped_column(BigInteger)  # NULL before version 3
     wasted_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     stage_seconds: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     message: Mapped[str | None] = mapped_column(Text)

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from dupfinder.db.models import FileHash, ScanMetadata
+from dupfinder.db.models import ActionRun, FileHash, ScanMetadata
 from dupfinder.paths import is_under
 from dupfinder.states import ScanStatus
 
@@ -43,31 +43,69 @@ def start_scan(session: Session, host: str, roots: list[str], algorithm: str,
     return scan.id, now
 
 
-def settled_since(session: Session, host: str, roots: Sequence[str], algorithm: str,
-                  min_size: int) -> bool:
-    """Whether a previous scan already settled every hash these roots can need: the
+class Settled(NamedTuple):
+    """The scan that settled a rescan's hashing (see :func:`settled_scan`), with the group
+    totals it recorded (``files_in_groups`` is None for scans before schema version 3)."""
+
+    id: int
+    started_at: datetime
+    roots: list[str]
+    duplicate_groups: int
+    files_in_groups: int | None
+    wasted_bytes: int
+
+
+def settled_scan(session: Session, host: str, roots: Sequence[str], algorithm: str,
+                 min_size: int) -> Settled | None:
+    """The previous scan that already settled every hash these roots can need, if any: the
     host's latest complete scan with the same algorithm and minimum size covered all of
     ``roots``, ended without errors or files changing under it, and no catalogue row of
     any host was written since it started, other than by that scan itself before its
     hashing stages (new rows are what create new candidates)."""
     prev = session.execute(
         select(ScanMetadata.id, ScanMetadata.started_at, ScanMetadata.roots,
-               ScanMetadata.options)
+               ScanMetadata.options, ScanMetadata.duplicate_groups,
+               ScanMetadata.files_in_groups, ScanMetadata.wasted_bytes)
         .where(ScanMetadata.host == host, ScanMetadata.status == ScanStatus.COMPLETE,
                ScanMetadata.algorithm == algorithm, ScanMetadata.errors == 0,
                ScanMetadata.changed_during_read == 0)
         .order_by(ScanMetadata.id.desc()).limit(1)
     ).first()
     if prev is None or (prev.options or {}).get("min_size") != min_size:
-        return False
+        return None
     covered = all(any(is_under(r, p) for p in prev.roots) for r in roots)
     if not covered:
-        return False
+        return None
     newer = select(F.id).where(
         F.last_seen >= prev.started_at,
         or_(F.scan_id.is_(None), F.scan_id != prev.id),
     ).limit(1)
-    return session.execute(newer).first() is None
+    if session.execute(newer).first() is not None:
+        return None
+    return Settled(prev.id, prev.started_at, list(prev.roots), prev.duplicate_groups,
+                   prev.files_in_groups, prev.wasted_bytes)
+
+
+def unchanged_totals(session: Session, prev: Settled, roots: Sequence[str], current: int
+                     ) -> tuple[int, int, int] | None:
+    """(groups, files in groups, wasted bytes) as ``prev`` recorded them, if they still hold
+    for a rescan of the same ``roots`` that itself changed nothing: nothing was written
+    since ``prev`` began (:func:`settled_scan`), and no other scan or dedupe run has been
+    at work since then, as some of their changes leave no newer row behind (hashes written,
+    hard links made, rows removed). ``current`` is the rescan's own record. Counting the
+    groups again took 16 s of a 46 s rescan of 1M unchanged files."""
+    if prev.files_in_groups is None or sorted(prev.roots) != sorted(roots):
+        return None
+    since = prev.started_at
+    busy_scan = select(ScanMetadata.id).where(
+        ScanMetadata.id.not_in([prev.id, current]),
+        or_(ScanMetadata.finished_at.is_(None), ScanMetadata.finished_at >= since),
+    ).limit(1)
+    busy_run = select(ActionRun.id).where(
+        or_(ActionRun.finished_at.is_(None), ActionRun.finished_at >= since)).limit(1)
+    if session.execute(busy_scan).first() or session.execute(busy_run).first():
+        return None
+    return prev.duplicate_groups, prev.files_in_groups, prev.wasted_bytes
 
 
 class RunningScan(NamedTuple):
@@ -102,7 +140,9 @@ def mark_interrupted(session: Session, scan_ids: Sequence[int]) -> None:
         session.execute(
             update(ScanMetadata)
             .where(ScanMetadata.id.in_(scan_ids))
-            .values(status=ScanStatus.INTERRUPTED, message="process ended without finishing")
+            # it ended before now: a bound for whoever asks what changed since when
+            .values(status=ScanStatus.INTERRUPTED, message="process ended without finishing",
+                    finished_at=db_now(session))
         )
 
 

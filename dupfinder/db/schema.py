@@ -28,8 +28,13 @@ def _v1_to_v2(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER"))
 
 
+def _v2_to_v3(conn: Connection) -> None:
+    """A scan records the files in its groups, so an unchanged rescan can reuse its totals."""
+    conn.execute(text("ALTER TABLE scan_metadata ADD COLUMN files_in_groups BIGINT"))
+
+
 # version N -> function that upgrades a version-N database to N+1, in place.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def ensure_schema(engine: Engine) -> int:

@@ -92,6 +92,7 @@ class ScanSummary:
             "bytes_hashed": self.bytes_hashed, "errors": len(self.problems),
             "changed_during_read": self.changed_during_read,
             "duplicate_groups": self.duplicate_groups, "wasted_bytes": self.wasted_bytes,
+            "files_in_groups": self.files_in_groups,
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
         }
 
@@ -225,16 +226,22 @@ def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
     try:
         with _db_errors():
             _walk_and_sync(db, host, roots, options, summary, bars, started)
-            if not _nothing_to_hash(db, host, roots, tag, options, summary):
+            settled = _settled(db, host, roots, tag, options, summary)
+            if settled is None:
                 settings = HashSettings(db.url_string(), options.algorithm, tag,
                                         options.prefix_size, options.chunk_size,
                                         workers_write=db.backend != "sqlite")
                 _HashStages(db, host, tag, options, summary, bars, settings).run()
             with db.session() as session:
                 t = time.perf_counter()
-                totals = group_totals(session, Selection(host, roots, options.walk.min_size))
-                summary.duplicate_groups, summary.files_in_groups = totals.groups, totals.files
-                summary.wasted_bytes = totals.wasted
+                totals = None
+                if settled is not None and not summary.sync.removed:
+                    totals = scans.unchanged_totals(session, settled, roots, scan_id)
+                if totals is None:
+                    totals = group_totals(session,
+                                          Selection(host, roots, options.walk.min_size))
+                (summary.duplicate_groups, summary.files_in_groups,
+                 summary.wasted_bytes) = totals
                 summary.stage_seconds["groups"] = time.perf_counter() - t
                 summary.status = ScanStatus.COMPLETE
                 scans.finish_scan(session, scan_id, ScanStatus.COMPLETE, **summary.record())
@@ -250,15 +257,16 @@ def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
     return summary
 
 
-def _nothing_to_hash(db: Database, host: str, roots: list[str], tag: str,
-                     options: ScanOptions, summary: ScanSummary) -> bool:
-    """A rescan that found nothing new or changed, after a clean scan of the same roots
-    with nothing written since, has no hashing to do: skip the candidate queries."""
+def _settled(db: Database, host: str, roots: list[str], tag: str, options: ScanOptions,
+             summary: ScanSummary) -> scans.Settled | None:
+    """The earlier scan that leaves a rescan nothing to hash, if there is one: the rescan
+    found nothing new or changed, after a clean scan of the same roots with nothing
+    written since. The candidate queries are then skipped."""
     if summary.sync.new or summary.sync.changed or summary.problems:
-        return False
+        return None
     with db.session() as session:
-        settled = scans.settled_since(session, host, roots, tag, options.walk.min_size)
-    if settled:
+        settled = scans.settled_scan(session, host, roots, tag, options.walk.min_size)
+    if settled is not None:
         summary.stage_seconds["prefix"] = summary.stage_seconds["full"] = 0.0
     return settled
 

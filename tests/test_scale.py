@@ -1,0 +1,61 @@
+"""What keeps a scan bounded at scale: the SQLite WAL is reset while a scan writes (no read
+transaction held across a stage). The figures at 100k and 1M files are in bench/README.md;
+these tests keep the mechanisms from regressing."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from pathlib import Path
+
+import pytest
+
+from dupfinder.config import load_settings
+from dupfinder.db import engine
+from dupfinder.db.engine import open_database
+from dupfinder.scan.pipeline import ScanOptions, run_scan
+from dupfinder.scan.walk import WalkOptions
+from tests.helpers import HOST, blob, write
+
+
+class _WalSampler(threading.Thread):
+    """The largest size the ``-wal`` file beside ``db`` reached while it ran."""
+
+    def __init__(self, db: Path) -> None:
+        super().__init__(daemon=True)
+        self.wal = Path(f"{db}-wal")
+        self.largest = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            with contextlib.suppress(FileNotFoundError):
+                self.largest = max(self.largest, self.wal.stat().st_size)
+            self.stop.wait(0.001)
+
+
+def test_a_scan_lets_sqlite_reset_its_wal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    # checkpoints every 64 pages (256 KiB): a scan that kept a read transaction open
+    # across a stage would stop every reset, and the WAL would take all ~800 commits
+    monkeypatch.setattr(engine, "WAL_AUTOCHECKPOINT_PAGES", 64)
+    root = tmp_path / "tree"
+    for i in range(1500):  # 3000 candidates in 1500 pairs, both stages
+        data = blob(i, 1000 + i if i % 10 else 70_000 + i)
+        write(root / f"a/{i // 100}/{i}.bin", data)
+        write(root / f"b/{i}.bin", data)
+    path = tmp_path / "c.db"
+    db = open_database(load_settings(db_url=f"sqlite:///{path}"), no_fallback=True)
+    sampler = _WalSampler(path)
+    sampler.start()
+    try:
+        options = ScanOptions(walk=WalkOptions(), processes=2, batch_size=4,
+                              commit_interval=0, progress=False)
+        summary = run_scan(db, [str(root)], HOST, options)
+    finally:
+        sampler.stop.set()
+        sampler.join()
+        db.dispose()
+    assert summary.status == "complete" and summary.duplicate_groups == 1500
+    assert summary.files_hashed == 3000 + 300  # the 300 large ones in both stages
+    assert 0 < sampler.largest < 2 << 20, f"WAL reached {sampler.largest} bytes"
