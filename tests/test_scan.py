@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, inspect, select, text, update
 
 from dupfinder import Catalogue
 from dupfinder.db.engine import Database
@@ -390,9 +390,16 @@ def test_an_older_catalogue_is_upgraded_and_its_scans_are_counted_again(
         cat.scan([tmp_path / "t"])
         with cat.db.engine.begin() as conn:  # as a version-2 catalogue had it
             conn.execute(text("ALTER TABLE scan_metadata DROP COLUMN files_in_groups"))
+            conn.execute(text("DROP INDEX ix_file_hashes_groups"))
+            conn.execute(text("CREATE INDEX ix_file_hashes_size_full ON file_hashes "
+                              "(size, full_hash)"))
             conn.execute(update(SchemaInfo).values(version=2))
     with Catalogue.open(db_url, host=HOST, fallback=False) as cat:
         assert schema_version(cat.db.engine) == SCHEMA_VERSION == 3
+        with cat.db.engine.connect() as conn:
+            indexes = {i["name"] for i in inspect(conn).get_indexes("file_hashes")}
+        assert "ix_file_hashes_groups" in indexes
+        assert "ix_file_hashes_size_full" not in indexes
         again = cat.scan([tmp_path / "t"])  # the old record has no files_in_groups
         assert (again.duplicate_groups, again.files_in_groups) == (1, 2)
         assert cat.scan([tmp_path / "t"]).files_in_groups == 2

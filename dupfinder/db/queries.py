@@ -62,7 +62,8 @@ def duplicate_groups(sel: Selection = EVERYTHING) -> Select[Any]:
         select(F.hash_algo, F.full_hash, F.size, F.host, F.device, F.inode,
                func.count().label("links"), *sel.inode_flags())
         .where(F.full_hash.is_not(None), *sel.member_conditions())
-        .group_by(F.hash_algo, F.full_hash, F.size, F.host, F.device, F.inode)
+        # in the order of ix_file_hashes_groups, which then needs no sort
+        .group_by(F.size, F.full_hash, F.hash_algo, F.host, F.device, F.inode)
         .subquery()
     )
     return (
@@ -74,7 +75,7 @@ def duplicate_groups(sel: Selection = EVERYTHING) -> Select[Any]:
             func.count().label("inodes"),
             ((func.count() - 1) * per_inode.c.size).label("wasted"),
         )
-        .group_by(per_inode.c.hash_algo, per_inode.c.full_hash, per_inode.c.size)
+        .group_by(per_inode.c.size, per_inode.c.full_hash, per_inode.c.hash_algo)
         .having(func.count() > 1, *sel.group_conditions(per_inode))
     )
 
