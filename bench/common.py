@@ -8,6 +8,7 @@ Every benchmark database gets a fresh name and is dropped again at the end.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import shutil
@@ -249,3 +250,22 @@ def pg_version(url: URL) -> str:
             return str(conn.execute(text("SHOW server_version")).scalar())
     finally:
         engine.dispose()
+
+
+def tree_parser(module: str, doc: str | None) -> argparse.ArgumentParser:
+    """The command line of a benchmark that measures one TREE, with ``--work``."""
+    p = argparse.ArgumentParser(prog=f"python -m bench.{module}", description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("tree", type=Path, metavar="TREE")
+    p.add_argument("--work", type=Path,
+                   help="folder for catalogues and tool outputs (default: a new temp folder)")
+    return p
+
+
+def tree_folder(tree: Path) -> Path:
+    """TREE made absolute; anything but a folder ends the benchmark."""
+    resolved = tree.resolve()
+    if not resolved.is_dir():
+        raise SystemExit(f"not a folder: {resolved}")
+    return resolved
+

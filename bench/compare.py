@@ -65,6 +65,8 @@ from bench.common import (
     say,
     sqlite_url,
     timed,
+    tree_folder,
+    tree_parser,
     url_string,
 )
 from dupfinder.db.models import ScanMetadata
@@ -404,22 +406,16 @@ class Bench:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
-    p = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("tree", type=Path, metavar="TREE")
+    p = tree_parser("compare", __doc__)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--skip-pg", action="store_true", help="leave PostgreSQL out")
-    p.add_argument("--work", type=Path,
-                   help="folder for catalogues and tool outputs (default: a new temp folder)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Warm up, check, time, report."""
     args = parse_args(argv)
-    tree = args.tree.resolve()
-    if not tree.is_dir():
-        raise SystemExit(f"not a folder: {tree}")
+    tree = tree_folder(args.tree)
     if args.runs < 1:
         raise SystemExit("--runs must be at least 1")
     absent = missing_tools(C_TOOLS)

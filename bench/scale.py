@@ -57,6 +57,8 @@ from bench.common import (
     postgres,
     say,
     sqlite_url,
+    tree_folder,
+    tree_parser,
     url_string,
 )
 from bench.compare import dupfinder_bin, last_stages, load_expected, remove_sqlite, warm_cache
@@ -327,13 +329,9 @@ def report(results: list[Result]) -> list[dict[str, Any]]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
-    p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("tree", type=Path, metavar="TREE")
+    p = tree_parser("scale", __doc__)
     p.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     p.add_argument("--skip-c", action="store_true", help="do not run jdupes")
-    p.add_argument("--work", type=Path,
-                   help="folder in which the temporary work folder is made (default: $TMPDIR)")
     p.add_argument("--json", type=Path, help="also write the results to this new file")
     return p.parse_args(argv)
 
@@ -341,9 +339,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Measure, report, optionally write JSON."""
     args = parse_args(argv)
-    tree = args.tree.resolve()
-    if not tree.is_dir():
-        raise SystemExit(f"not a folder: {tree}")
+    tree = tree_folder(args.tree)
     if args.json is not None and (args.json.exists() or args.json.is_symlink()):
         raise SystemExit(f"{args.json} exists; give a new path for --json")
     if not args.skip_c and missing_tools(["jdupes"]):

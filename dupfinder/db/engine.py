@@ -37,10 +37,6 @@ SQLITE_BUSY_TIMEOUT_MS = 60_000
 # the WAL when no reader holds an older snapshot: the scan never keeps a read open across
 # a stage (the WAL reached 13.4 GB at 1M files when it did; 159 MiB at most now).
 WAL_AUTOCHECKPOINT_PAGES = 8192
-# SQLite's page cache per connection (its default is 2 MiB): at 1M files, 200k hash updates
-# took 5.1 s with 2 MiB and 3.4 s with 64 MiB, and counting the groups 14-25 s against 7 s.
-# Connections are not pooled (NullPool), so an idle one keeps no cache alive.
-SQLITE_CACHE_KIB = 65536
 
 
 @dataclass
@@ -82,7 +78,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
-    cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cur.close()
 
 
@@ -90,7 +85,6 @@ def _sqlite_read_only_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA query_only=ON")  # a write fails at once as "readonly database"
-    cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cur.close()
 
 
@@ -157,7 +151,9 @@ def make_engine(url: URL, *, pool_size: int = 20, max_overflow: int = 30,
         engine = create_engine(
             url,
             connect_args={"timeout": timeout},
-            poolclass=NullPool,  # opening costs ~0.1 ms; an idle pooled one holds its cache
+            # opening costs ~0.1 ms, and an idle pooled connection would keep its page cache
+            # (the scan's writer enlarges its own: see candidates.HashWriter)
+            poolclass=NullPool,
             **options,
         )
         if read_only is None:
