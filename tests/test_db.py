@@ -106,6 +106,7 @@ def gone_paths(db: Database, roots: list[str], host: str = "h1") -> list[str]:
 def test_a_walk_table_finds_new_changed_unchanged_and_gone(
         db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(walked_module, "CHUNK_ROWS", 2)  # several chunks, each committed
+    monkeypatch.setattr(walked_module, "STAGE_ROWS", 2)
     now = utcnow()
     with WalkTable(db, "h1", scan_id=1, now=now) as table:
         table.add(walked(["/d/a", "/d/b", "/d/c"]))

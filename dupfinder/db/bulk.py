@@ -71,16 +71,18 @@ def copy_csv(cursor: Any, table: str, columns: Sequence[str],
     once (``str(datetime)`` per row cost 0.14 s per 100k rows)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    text: dict[datetime, str] = {}
-
-    def value(v: Any) -> Any:
-        if isinstance(v, datetime):
-            if v not in text:
-                text[v] = v.isoformat()
-            return text[v]
-        return v
-
-    writer.writerows([tuple(value(v) for v in r) for r in rows])
+    rows = list(rows)
+    stamps = [i for i, v in enumerate(rows[0] if rows else ()) if isinstance(v, datetime)]
+    if stamps:  # a batch shares its timestamps: format each distinct one once
+        text: dict[datetime, str] = {}
+        rows = [list(r) for r in rows]
+        for r in rows:
+            for i in stamps:
+                v = r[i]
+                if v not in text:
+                    text[v] = v.isoformat()
+                r[i] = text[v]
+    writer.writerows(rows)
     buf.seek(0)
     cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)",
                        buf)

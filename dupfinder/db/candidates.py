@@ -24,7 +24,6 @@ from sqlalchemy import (
     MetaData,
     Select,
     Table,
-    Text,
     func,
     insert,
     or_,
@@ -37,7 +36,7 @@ from sqlalchemy.orm import Session
 from dupfinder.db.bulk import STREAM_ROWS, raw_cursor
 from dupfinder.db.engine import Database
 from dupfinder.db.files import KnownFile
-from dupfinder.db.models import FileHash
+from dupfinder.db.models import FileHash, PathText
 from dupfinder.db.paths import from_db
 
 F = FileHash
@@ -105,7 +104,7 @@ _staged = Table(
     # SQLite's rowid, PostgreSQL's bigserial: numbered in the order the rows are inserted
     Column("seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
            autoincrement=True),
-    *(Column(c.key, Text if c.key == "path" else BigInteger) for c in _COLUMNS),
+    *(Column(c.key, PathText if c.key == "path" else BigInteger) for c in _COLUMNS),
     prefixes=["TEMPORARY"],
 )
 
