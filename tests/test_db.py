@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.engine import make_url
 
 from dupfinder.config import load_settings
-from dupfinder.db import candidates, files, queries
+from dupfinder.db import bulk, candidates, files, queries
 from dupfinder.db import walked as walked_module
 from dupfinder.db.engine import Database, open_database, worker_database
 from dupfinder.db.models import SCHEMA_VERSION, FileHash, SchemaInfo, utcnow
@@ -107,6 +107,7 @@ def test_a_walk_table_finds_new_changed_unchanged_and_gone(
         db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(walked_module, "CHUNK_ROWS", 2)  # several chunks, each committed
     monkeypatch.setattr(walked_module, "STAGE_ROWS", 2)
+    monkeypatch.setattr(bulk, "STREAM_ROWS", 2)
     now = utcnow()
     with WalkTable(db, "h1", scan_id=1, now=now) as table:
         table.add(walked(["/d/a", "/d/b", "/d/c"]))
@@ -143,7 +144,8 @@ def test_walk_table_deletes_by_id(db: Database) -> None:
     assert count(db) == 5
 
 
-def test_candidates_and_groups(db: Database) -> None:
+def test_candidates_and_groups(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bulk, "STREAM_ROWS", 2)  # candidates read back in several pages
     data = rows(3, size=10) + rows(1, base="/u", size=99)
     with db.session() as s:
         files.upsert_files(s, data)

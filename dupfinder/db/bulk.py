@@ -14,9 +14,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select
+from sqlalchemy import Connection, Select, Table
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.schema import CreateTable
 
 STREAM_ROWS = 5000
 
@@ -123,3 +124,37 @@ def _sqlite_compiled(stmt: Any, keys: tuple[str, ...]) -> tuple[str, tuple[str, 
     procs = [compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
              for name in order]
     return str(compiled), order, procs if any(procs) else []
+
+
+def fresh_temp_table(conn: Connection, table: Table) -> None:
+    """(Re)create a temporary table on ``conn``, without its indexes, and commit."""
+    table.drop(conn, checkfirst=True)
+    conn.execute(CreateTable(table))
+    conn.commit()
+
+
+def pages_by_seq(conn: Connection, table: Table, columns: Sequence[str]
+                 ) -> Iterator[list[tuple[Any, ...]]]:
+    """Read a table back a page of ``STREAM_ROWS`` at a time in the order of its ``seq``
+    key, as (seq, *columns) tuples. Every page is a transaction of its own: no read
+    outlives a page, so SQLite can reset its WAL between pages. The driver's own tuples
+    cost half as much as SQLAlchemy's rows."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (f"SELECT {', '.join(('seq', *columns))} FROM {table.name} WHERE seq > {mark} "
+           f"ORDER BY seq LIMIT {STREAM_ROWS}")
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    last = 0
+    while True:
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute(sql, (last,))
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        dbapi.commit()
+        if not rows:
+            return
+        last = rows[-1][0]
+        yield rows
+

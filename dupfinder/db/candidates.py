@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from dupfinder.db.bulk import STREAM_ROWS, raw_cursor
+from dupfinder.db.bulk import fresh_temp_table, pages_by_seq, raw_cursor
 from dupfinder.db.engine import Database
 from dupfinder.db.files import KnownFile
 from dupfinder.db.models import FileHash, PathText
@@ -129,8 +129,7 @@ class StagedCandidates:
 
     def __enter__(self) -> StagedCandidates:
         conn = self._conn = self.db.engine.connect()
-        _staged.drop(conn, checkfirst=True)
-        _staged.create(conn)
+        fresh_temp_table(conn, _staged)
         conn.execute(insert(_staged).from_select([c.key for c in _COLUMNS], self.stmt))
         row = conn.execute(select(func.count().label("files"),
                                   func.coalesce(func.sum(_staged.c.size), 0).label("bytes"))
@@ -141,22 +140,7 @@ class StagedCandidates:
 
     def __iter__(self) -> Iterator[Candidate]:
         assert self._conn is not None, "use StagedCandidates as a context manager"
-        conn = self._conn
-        sql = _page_sql(conn.dialect)
-        dbapi = conn.connection.dbapi_connection
-        assert dbapi is not None
-        last = 0
-        while True:
-            cursor = dbapi.cursor()  # the driver's own tuples: half the cost of Row objects
-            try:
-                cursor.execute(sql, (last,))
-                rows = cursor.fetchall()
-            finally:
-                cursor.close()
-            dbapi.commit()  # no read transaction outlives a page
-            if not rows:
-                return
-            last = rows[-1][0]
+        for rows in pages_by_seq(self._conn, _staged, [c.key for c in _COLUMNS]):
             for _, fid, path, size, mtime_ns, device, inode in rows:
                 yield Candidate(fid, from_db(path), size, mtime_ns, device, inode)
 
@@ -169,15 +153,6 @@ class StagedCandidates:
             conn.commit()
         finally:
             conn.close()
-
-
-@functools.cache
-def _page_sql(dialect: Any) -> str:
-    """One page of the staged candidates after a given ``seq``: (seq, *_COLUMNS)."""
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    names = ", ".join(("seq", *(c.key for c in _COLUMNS)))
-    return (f"SELECT {names} FROM {_staged.name} WHERE seq > {mark} "
-            f"ORDER BY seq LIMIT {STREAM_ROWS}")
 
 
 class HashWriter:

@@ -1,8 +1,9 @@
 """The scan, stage by stage: walk + sync -> prefix hashes -> full hashes -> summary.
 
 Each stage has its own progress bar and timing. Everything a stage finishes is committed as
-it goes, so an interrupted scan (Ctrl-C, kill -9, a lost database) resumes by running the
-same command again: unchanged files are not hashed twice.
+it goes (on SQLite within ``commit_interval``, a second by default), so an interrupted scan
+(Ctrl-C, kill -9, a lost database) resumes by running the same command again: unchanged
+files are not hashed twice.
 """
 
 from __future__ import annotations
@@ -337,9 +338,9 @@ class _HashStages:
         t = time.perf_counter()
         opts = self.options
         by_bytes = stage == Stage.FULL
-        writer = (nullcontext(None) if self.settings.workers_write
-                  else candidates.HashWriter(self.db, opts.commit_interval))
-        with writer as writer, candidates.StagedCandidates(self.db, stmt) as staged:
+        writing = (nullcontext(None) if self.settings.workers_write
+                   else candidates.HashWriter(self.db, opts.commit_interval))
+        with writing as writer, candidates.StagedCandidates(self.db, stmt) as staged:
             if staged.files:
                 total = staged.bytes if by_bytes else staged.files
                 max_bytes = FULL_TASK_BYTES if by_bytes else 1 << 62
