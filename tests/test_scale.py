@@ -9,10 +9,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Connection, text
 
 from dupfinder.config import load_settings
 from dupfinder.db import engine
+from dupfinder.db.candidates import StagedCandidates, prefix_candidates
 from dupfinder.db.engine import open_database
+from dupfinder.db.walked import WalkTable
 from dupfinder.scan.pipeline import ScanOptions, run_scan
 from dupfinder.scan.walk import WalkOptions
 from tests.helpers import HOST, blob, write
@@ -59,3 +62,27 @@ def test_a_scan_lets_sqlite_reset_its_wal(tmp_path: Path, monkeypatch: pytest.Mo
     assert summary.status == "complete" and summary.duplicate_groups == 1500
     assert summary.files_hashed == 3000 + 300  # the 300 large ones in both stages
     assert 0 < sampler.largest < 2 << 20, f"WAL reached {sampler.largest} bytes"
+
+
+def test_postgresql_staging_tables_compare_paths_as_the_catalogue_does(pg_url: str) -> None:
+    # a join between two collations can use neither side's index: with the server's default
+    # collation on the staged paths, one 200k-file rescan's anti-join ran for minutes
+    db = open_database(load_settings(db_url=pg_url), no_fallback=True)
+    try:
+        def collation(conn: Connection, table: str) -> str | None:
+            return conn.execute(text(
+                "SELECT collation_name FROM information_schema.columns "
+                "WHERE table_name = :t AND column_name = 'path'"), {"t": table}).scalar()
+
+        with WalkTable(db, HOST) as table:
+            assert collation(table.conn, "dupfinder_walked") == "C"
+            assert collation(table.conn, "file_hashes") == "C"
+            list(table.gone(["/nowhere"]))  # makes its own temporary table
+            assert collation(table.conn, "dupfinder_gone") == "C"
+        with StagedCandidates(db, prefix_candidates(HOST, "xxh3-128")) as staged, \
+                db.engine.connect() as conn:
+            assert staged.files == 0
+            assert collation(staged.conn, "dupfinder_candidates") == "C"
+            assert collation(conn, "file_hashes") == "C"
+    finally:
+        db.dispose()

@@ -127,6 +127,12 @@ class StagedCandidates:
         self.files = self.bytes = 0
         self._conn: Connection | None = None
 
+    @property
+    def conn(self) -> Connection:
+        """The connection that holds the staged table (temporary tables are per connection)."""
+        assert self._conn is not None, "use StagedCandidates as a context manager"
+        return self._conn
+
     def __enter__(self) -> StagedCandidates:
         conn = self._conn = self.db.engine.connect()
         fresh_temp_table(conn, _staged)
@@ -139,8 +145,7 @@ class StagedCandidates:
         return self
 
     def __iter__(self) -> Iterator[Candidate]:
-        assert self._conn is not None, "use StagedCandidates as a context manager"
-        for rows in pages_by_seq(self._conn, _staged, [c.key for c in _COLUMNS]):
+        for rows in pages_by_seq(self.conn, _staged, [c.key for c in _COLUMNS]):
             for _, fid, path, size, mtime_ns, device, inode in rows:
                 yield Candidate(fid, from_db(path), size, mtime_ns, device, inode)
 
