@@ -35,7 +35,6 @@ from sqlalchemy.orm import Session
 
 from dupfinder.db.bulk import fresh_temp_table, pages_by_seq, raw_cursor
 from dupfinder.db.engine import Database
-from dupfinder.db.files import KnownFile
 from dupfinder.db.models import FileHash, PathText
 from dupfinder.db.paths import from_db
 
@@ -43,8 +42,16 @@ F = FileHash
 _COLUMNS = (F.id, F.path, F.size, F.mtime_ns, F.device, F.inode)
 
 
-# a file to hash, with the metadata its hash is valid for: the sync's row shape
-Candidate = KnownFile
+class Candidate(NamedTuple):
+    """A file to hash: its catalogue id, one path to read, and the metadata the hash will
+    be valid for."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    device: int
+    inode: int
 
 
 def _distinct_inodes(*cols: Any) -> Select[Any]:

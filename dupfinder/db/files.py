@@ -1,4 +1,5 @@
-"""The catalogue's file rows: what a scan's sync reads, upserts and removes.
+"""The catalogue's file rows: the upsert rule and the "under these folders" condition
+(a scan's sync compares its walk with them in :mod:`dupfinder.db.walked`).
 
 Callers hand in and get back filesystem paths; the stored form is made here.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, column, literal, or_, select, table
 from sqlalchemy.dialects import postgresql, sqlite
@@ -37,18 +38,6 @@ def under_roots(roots: Sequence[DbPath]) -> ColumnElement[bool]:
 def under(roots: Iterable[str] | None) -> ColumnElement[bool]:
     """:func:`under_roots` for filesystem folders (no folders: every file)."""
     return under_roots(db_roots(roots))
-
-
-class KnownFile(NamedTuple):
-    """A catalogued file as the sync compares it with the walk (and as the hashing stages
-    read their candidates)."""
-
-    id: int
-    path: str
-    size: int
-    mtime_ns: int
-    device: int
-    inode: int
 
 
 def upsert_files(session: Session, rows: list[dict[str, Any]]) -> None:
