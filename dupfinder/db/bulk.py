@@ -12,12 +12,15 @@ import functools
 import io
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Select, Table
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateTable
+
+if TYPE_CHECKING:
+    from dupfinder.db.engine import Database
 
 STREAM_ROWS = 5000
 
@@ -157,4 +160,38 @@ def pages_by_seq(conn: Connection, table: Table, columns: Sequence[str]
             return
         last = rows[-1][0]
         yield rows
+
+
+class TempTables:
+    """A connection of its own for temporary tables, which belong to the connection that
+    made them: opened by :meth:`_open` (in ``__enter__``), and on exit the ``tables`` are
+    dropped and the connection closed."""
+
+    tables: tuple[Table, ...] = ()
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._conn: Connection | None = None
+
+    @property
+    def conn(self) -> Connection:
+        """The connection holding the tables."""
+        assert self._conn is not None, f"use {type(self).__name__} as a context manager"
+        return self._conn
+
+    def _open(self) -> Connection:
+        self._conn = self.db.engine.connect()
+        return self._conn
+
+    def __exit__(self, *exc: object) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.rollback()
+            for table in self.tables:
+                table.drop(conn, checkfirst=True)
+            conn.commit()
+        finally:
+            conn.close()
 

@@ -19,7 +19,6 @@ from psycopg2.extras import execute_values
 from sqlalchemy import (
     BigInteger,
     Column,
-    Connection,
     Integer,
     MetaData,
     Select,
@@ -33,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from dupfinder.db.bulk import fresh_temp_table, pages_by_seq, raw_cursor
+from dupfinder.db.bulk import TempTables, fresh_temp_table, pages_by_seq, raw_cursor
 from dupfinder.db.engine import Database
 from dupfinder.db.models import FileHash, PathText
 from dupfinder.db.paths import from_db
@@ -116,7 +115,7 @@ _staged = Table(
 )
 
 
-class StagedCandidates:
+class StagedCandidates(TempTables):
     """A stage's candidates, copied into a temporary table and read back a page at a time.
 
     Streaming the candidate query itself held one read transaction open for a whole stage,
@@ -129,19 +128,15 @@ class StagedCandidates:
     Use as a context manager; iterate for the :class:`Candidate` rows in order.
     """
 
-    def __init__(self, db: Database, stmt: Select[Any]) -> None:
-        self.db, self.stmt = db, stmt
-        self.files = self.bytes = 0
-        self._conn: Connection | None = None
+    tables = (_staged,)
 
-    @property
-    def conn(self) -> Connection:
-        """The connection that holds the staged table (temporary tables are per connection)."""
-        assert self._conn is not None, "use StagedCandidates as a context manager"
-        return self._conn
+    def __init__(self, db: Database, stmt: Select[Any]) -> None:
+        super().__init__(db)
+        self.stmt = stmt
+        self.files = self.bytes = 0
 
     def __enter__(self) -> StagedCandidates:
-        conn = self._conn = self.db.engine.connect()
+        conn = self._open()
         fresh_temp_table(conn, _staged)
         conn.execute(insert(_staged).from_select([c.key for c in _COLUMNS], self.stmt))
         row = conn.execute(select(func.count().label("files"),
@@ -155,16 +150,6 @@ class StagedCandidates:
         for rows in pages_by_seq(self.conn, _staged, [c.key for c in _COLUMNS]):
             for _, fid, path, size, mtime_ns, device, inode in rows:
                 yield Candidate(fid, from_db(path), size, mtime_ns, device, inode)
-
-    def __exit__(self, *exc: object) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:
-            _staged.drop(conn, checkfirst=True)
-            conn.commit()
-        finally:
-            conn.close()
 
 
 class HashWriter:

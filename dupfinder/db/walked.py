@@ -23,7 +23,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    Connection,
     DateTime,
     Index,
     Integer,
@@ -43,7 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from dupfinder.db.bulk import fresh_temp_table, pages_by_seq, signed64
+from dupfinder.db.bulk import TempTables, fresh_temp_table, pages_by_seq, signed64
 from dupfinder.db.engine import Database
 from dupfinder.db.files import on_conflict, under
 from dupfinder.db.models import FileHash, PathText
@@ -113,7 +112,7 @@ class Counts(NamedTuple):
     unchanged: int
 
 
-class WalkTable:
+class WalkTable(TempTables):
     """A temporary table of one walk, on a connection of its own. Use as a context manager:
     :meth:`add` batches while walking (on SQLite every ``CHUNK_ROWS`` staged rows are
     compared and written at once), then :meth:`finish`, :meth:`gone` and :meth:`delete`.
@@ -121,36 +120,20 @@ class WalkTable:
     Not shared between threads: one thread makes, uses and closes it (SQLite connections
     belong to the thread that opened them)."""
 
+    tables = (_walked, _gone)
+
     def __init__(self, db: Database, host: str, scan_id: int = 0, now: datetime | None = None,
                  progress: Callable[[int], Any] | None = None) -> None:
-        self.db, self.host, self.progress = db, host, progress
+        super().__init__(db)
+        self.host, self.progress = host, progress
         self.params = {"host": host, "scan_id": scan_id, "now": now or datetime.now(UTC)}
         self.counts = Counts(0, 0, 0, 0)
         self._added = self._written = 0  # staged rows; rows compared (seq is 1, 2, ...)
         self._waiting: list[Walked] = []
-        self._conn: Connection | None = None
-
-    @property
-    def conn(self) -> Connection:
-        assert self._conn is not None, "use WalkTable as a context manager"
-        return self._conn
 
     def __enter__(self) -> WalkTable:
-        self._conn = self.db.engine.connect()
-        fresh_temp_table(self._conn, _walked)  # its index comes once the rows are in
+        fresh_temp_table(self._open(), _walked)  # its index comes once the rows are in
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:
-            conn.rollback()
-            _walked.drop(conn, checkfirst=True)
-            _gone.drop(conn, checkfirst=True)
-            conn.commit()
-        finally:
-            conn.close()
 
     def add(self, rows: Sequence[Walked]) -> None:
         """Stage the walk's rows (held until ``STAGE_ROWS`` are waiting); once
