@@ -170,7 +170,7 @@ class HashWriter:
     def __init__(self, db: Database, interval: float = 1.0) -> None:
         self.db, self.interval = db, interval
         self.pending: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
-        self.queued = self.written = 0
+        self.queued = 0
         self._since = time.monotonic()
         self._session: Session | None = None
 
@@ -202,7 +202,7 @@ class HashWriter:
                 self._session.execute(text(f"PRAGMA cache_size=-{self.CACHE_KIB}"))
         for columns, rows in pending.items():
             rows.sort()  # by id: rows in key order touch fewer pages
-            self.written += save_hashes(self._session, HashBatch(columns, rows))
+            save_hashes(self._session, HashBatch(columns, rows))
         self._session.commit()
 
 
