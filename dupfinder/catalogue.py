@@ -196,8 +196,11 @@ class Catalogue:
         or more of the folders). ``host`` keeps only that host's files; ``reference``
         folders (paths, or :class:`Reference` for a folder of one host) keep only groups
         with a file under one of them."""
+        # checked now, not at the first group: a mistake must come before any output
         sel = self._selection(under, host, min_size, scope, reference)
-        order = GroupSort(sort)
+        return self._groups(sel, GroupSort(sort))
+
+    def _groups(self, sel: Selection, order: GroupSort) -> Iterator[Group]:
         with self.db.session() as s:
             yield from queries.iter_groups(s, sel, order)
 
@@ -243,8 +246,13 @@ class Catalogue:
         if min_copies < 1:
             raise UsageError(f"--min-copies must be at least 1, not {min_copies}")
         hosts = list(hosts) if hosts is not None else None
-        with self.db.session() as s:
+        with self.db.session() as s:  # a mistake comes before any output
             queries.check_selection(s, None, folders, hosts or ())
+        return self._unique(folders, min_copies, hosts)
+
+    def _unique(self, folders: list[str], min_copies: int, hosts: list[str] | None
+                ) -> Iterator[UniqueFile]:
+        with self.db.session() as s:
             yield from unique_files(s, folders, min_copies, hosts, host=self.host)
 
     def unique_totals(self, under: Under, *, min_copies: int = 1,

@@ -412,6 +412,20 @@ def _jtype(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+def _check_label(label: str, source: str) -> None:
+    """A host label is stored as text and printed in messages: it must be printable
+    UTF-8 (an undecodable byte or a control character in it is an error naming where it
+    came from)."""
+    import unicodedata
+
+    from dupfinder.paths import display, is_utf8
+
+    if not is_utf8(label) or len(label) > 255 or any(
+            unicodedata.category(c) in ("Cc", "Cf") for c in label):
+        raise ConfigError(f"{source}: the host label {display(label)} must be printable "
+                          "UTF-8 text of at most 255 characters")
+
+
 def load_settings(
     config_path: str | None = None,
     db_url: str | None = None,
@@ -456,6 +470,7 @@ def load_settings(
         label, sources["host_label"] = data["host_label"], file_src
     else:
         label, sources["host_label"] = socket.gethostname(), "hostname"
+    _check_label(label, sources["host_label"])
 
     override: URL | None = None
     url_text: str | None = None

@@ -21,8 +21,25 @@ def fspath(path: PathArg) -> str:
 
 
 def absolute(path: PathArg) -> str:
-    """``~`` expanded and made absolute (not resolved: links in the path stay)."""
-    return os.path.abspath(os.path.expanduser(fspath(path)))
+    """``~`` expanded and made absolute, naming the file the kernel would open.
+
+    Links in the path stay, except before a ``..``: the kernel takes ``lnk/..`` as the
+    parent of the link's target, not as the folder holding ``lnk``, so everything up to
+    the last ``..`` is resolved (``os.path.abspath`` alone would name another file)."""
+    p = os.path.expanduser(fspath(path))
+    if not os.path.isabs(p):
+        p = os.path.join(os.getcwd(), p)
+    parts = p.split("/")
+    if ".." in parts:
+        last = len(parts) - parts[::-1].index("..")
+        p = "/".join([os.path.realpath("/".join(parts[:last]) or "/"), *parts[last:]])
+    return os.path.normpath(p)
+
+
+def dot_segment(path: str) -> bool:
+    """Whether ``path`` holds a ``.`` or ``..`` segment (text and kernel may disagree on
+    which file it names)."""
+    return any(part in (".", "..") for part in path.split("/"))
 
 
 def is_under(path: str, folder: str) -> bool:
@@ -90,3 +107,27 @@ def is_utf8(path: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+# Folders that hold deleted files: the freedesktop trash of a volume (.Trash-UID, and
+# .Trash/UID), macOS's (.Trash, .Trashes), Windows' ($RECYCLE.BIN, RECYCLER)
+_TRASH_NAME = re.compile(r"\.Trash(?:-\d+)?|\.Trashes|(?i:\$RECYCLE\.BIN|RECYCLER)")
+
+
+def _home_trash() -> str:
+    data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return os.path.join(data, "Trash")
+
+
+def trash_folder(path: str) -> bool:
+    """Whether the folder ``path`` is a trash folder: one of the names trashes have, or a
+    home trash (``~/.local/share/Trash``, ``$XDG_DATA_HOME/Trash``)."""
+    return (_TRASH_NAME.fullmatch(os.path.basename(path)) is not None
+            or path.endswith("/.local/share/Trash") or path == _home_trash())
+
+
+def in_trash(path: str) -> bool:
+    """Whether ``path`` lies in a trash folder (see :func:`trash_folder`)."""
+    if "/.local/share/Trash/" in path or is_under(path, _home_trash()):
+        return True
+    return any(_TRASH_NAME.fullmatch(part) for part in path.split("/")[:-1])

@@ -197,6 +197,16 @@ CASES = [
     Case("unknown option", scan_with("--frobnicate"), "no such option '--frobnicate'"),
     Case("no path", lambda e: ["scan", "--db-url", e.sqlite], "missing argument 'PATHS...'"),
     Case("unknown command", lambda e: ["scna"], "no such command 'scna'"),
+    Case("host label that is not UTF-8", lambda e: [
+        "scan", str(e.tree), "--db-url", e.sqlite, "--host-label", os.fsdecode(b"h\xe9")],
+        "must be printable UTF-8"),
+    Case("host label with an escape sequence", lambda e: [
+        "scan", str(e.tree), "--db-url", e.sqlite, "--host-label", "h\x1b[31m"],
+        "must be printable UTF-8"),
+    Case("reference with a host and no folder", lambda e: [
+        "dupes", "--reference", "nas:", "--db-url", e.sqlite], "malformed reference"),
+    Case("reference with a folder and no host", lambda e: [
+        "dupes", "--reference", ":photos", "--db-url", e.sqlite], "malformed reference"),
 ]
 
 
@@ -271,7 +281,23 @@ def test_unreachable_with_fallback_is_one_warning_and_works(env: Env, cli) -> No
     assert res.code == 0
     warning = res.err.strip().splitlines()
     assert len(warning) == 1 and "falling back to SQLite at" in warning[0]
+    # one short line: the gist of why, not the driver's two-clause message
+    assert "(connection refused)" in warning[0] and "Is the server running" not in res.err
     assert "duplicates: 1 group," in res.out
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "text"])
+def test_a_mistake_comes_before_any_output(env: Env, cli, fmt: str) -> None:
+    res = cli("dupes", "--format", fmt, "--db-url", f"sqlite:///{env.tmp / 'empty.db'}")
+    assert res.code == 2 and "no files catalogued yet" in res.err
+    assert res.out == ""  # not the start of a JSON document or a CSV header
+
+
+def test_quiet_silences_the_fallback_notice(env: Env, cli) -> None:
+    res = cli("-q", *unreachable(True)(env))
+    assert res.code == 0 and res.err == "" and res.out == ""
+    res = cli(*unreachable(True)(env)[:2], "dupes", "-q")  # the notice on another command
+    assert res.code == 0 and res.err == "", res.err
 
 
 def test_a_failed_command_loses_nothing_recorded(env: Env, cli) -> None:

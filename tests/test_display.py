@@ -1,6 +1,7 @@
-"""How names are shown: one escaping (:func:`dupfinder.paths.display`) in text, JSON, CSV,
-the HTML report and messages, so no name can pass for another, drive the terminal or
-reorder what is shown; fdupes stays raw bytes."""
+"""How names are shown: one escaping (:func:`dupfinder.paths.display`) in text, the HTML
+report and messages, so no name can pass for another, drive the terminal or reorder what is
+shown; JSON and CSV carry the exact names (tests/test_exact_names.py); fdupes stays raw
+bytes."""
 
 from __future__ import annotations
 
@@ -94,15 +95,19 @@ def test_outputs_tell_an_undecodable_byte_from_a_backslash(cli, db_url: str, tmp
     assert f"  {root}/a\\xff.txt\n" in text
     assert f"  {root}/a\\\\xff.txt\n" in text
 
+    # JSON and CSV: the exact names; the undecodable one has no path, only its bytes
     js = json.loads(cli("dupes", "--db-url", db_url, "-f", "json").out)
     files = {f["path"]: f for f in js["groups"][0]["files"]}
-    assert set(files) == {display(byte), display(literal)}
-    assert f"{root}/a\\xff.txt" in files and f"{root}/a\\\\xff.txt" in files
-    assert base64.b64decode(files[display(byte)]["path_b64"]) == os.fsencode(byte)
-    assert "path_b64" not in files[display(literal)]  # valid UTF-8: no bytes needed
+    assert set(files) == {None, literal}
+    assert literal == f"{root}/a\\xff.txt"  # one backslash: the exact name
+    assert base64.b64decode(files[None]["path_b64"]) == os.fsencode(byte)
+    assert files[None]["path_display"] == display(byte) == f"{root}/a\\xff.txt"
+    assert "path_b64" not in files[literal]  # valid UTF-8: no bytes needed
+    assert "path_display" not in files[literal]
 
     rows = list(csv.DictReader(io.StringIO(cli("dupes", "--db-url", db_url, "-f", "csv").out)))
-    assert {r["path"] for r in rows} == {f"{root}/a\\xff.txt", f"{root}/a\\\\xff.txt"}
+    assert {(r["path"], r["path_b64"]) for r in rows} == {
+        ("", base64.b64encode(os.fsencode(byte)).decode()), (literal, "")}
 
     fdupes = cli("dupes", "--db-url", db_url, "-f", "fdupes")
     assert fdupes.code == 0
@@ -148,10 +153,14 @@ def test_text_output_escapes_controls_and_bidi(cli, db_url: str, tmp_path: Path)
     assert len(lines) == 1 + len(names) + 1  # header, one line per file, blank
     assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
                          "\u2066-\u2069]", res.out)
-    for fmt in ("csv", "json"):
-        out = cli("dupes", "--db-url", db_url, "-f", fmt).out
-        for shown in names.values():
-            assert json.dumps(shown)[1:-1] in out if fmt == "json" else shown in out
+    # JSON and CSV carry the exact names; JSON's escapes still keep controls off the terminal
+    exact = {f"{root}/{name.decode()}" for name in names}
+    out = cli("dupes", "--db-url", db_url, "-f", "json").out
+    assert {f["path"] for f in json.loads(out)["groups"][0]["files"]} == exact
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
+                         "\u2066-\u2069]", out)
+    out = cli("dupes", "--db-url", db_url, "-f", "csv").out
+    assert {r["path"] for r in csv.DictReader(io.StringIO(out, newline=""))} == exact
 
 
 def test_messages_escape_controls_and_bidi(cli, tmp_path: Path) -> None:
@@ -240,4 +249,6 @@ def test_scan_report_of_a_non_utf8_root(cli, db_url: str, tmp_path: Path) -> Non
     assert res.code == 0, res.err
     assert f"<title>dupfinder report – {shown}</title>" in again.read_text("utf-8")
     js = json.loads(cli("dupes", root, "--db-url", db_url, "-f", "json").out)
-    assert js["roots"] == [shown]
+    assert js["roots"] == [None]  # not UTF-8: no name, but its bytes and its display form
+    assert js["roots_b64"] == [base64.b64encode(os.fsencode(root)).decode()]
+    assert js["roots_display"] == [shown]

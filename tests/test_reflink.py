@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 
 from dupfinder import Catalogue, UsageError
+from dupfinder.actions import apply as apply_module
+from dupfinder.actions import reflink
+from dupfinder.actions.reflink import STEP
 from tests.helpers import HOST, blob, tree_checksums, write
 
 MiB = 1 << 20
@@ -297,3 +300,155 @@ def test_a_kept_copy_gone_since_the_scan_skips_only_its_group(cat: Catalogue,
     assert first_dup.read_bytes() == blob(5, 2 * MiB)
     assert all(d.read_bytes() == data for d in dups)
     assert leftovers(on_btrfs) == []
+
+
+KERNEL_DIFFERS = "content differs from the copy that stays (checked by the kernel)"
+
+
+def test_the_ioctl_number_is_linux_fs_h_fideduperange() -> None:
+    # _IOWR(0x94, 54, struct file_dedupe_range): what gcc makes of linux/fs.h (24-byte head)
+    assert reflink.FIDEDUPERANGE == 0xC0189436
+
+
+def _edit_in_place(path: Path, at: int, new: bytes) -> None:
+    """Other bytes of the same size, the mtime put back: invisible to a stat."""
+    st = os.stat(path)
+    with open(path, "r+b") as f:
+        f.seek(at)
+        f.write(new)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_a_keeper_edited_after_verification_is_not_cloned_over_the_duplicate(
+        cat: Catalogue, on_btrfs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fclones issue #293: the keeper edited between dupfinder's byte-for-byte check and
+    the clone left its edited bytes as the only content. The kernel's checked dedupe finds
+    the pieces differ (here the last one: the first ones are shared, which is fine, they
+    were equal) and the duplicate keeps its own content."""
+    size = 2 * STEP + 12345  # two whole pieces and a tail
+    data = blob(7, size)
+    kept, dup = write(on_btrfs / "keep.bin", data), write(on_btrfs / "dup.bin", data)
+    stamp(kept, 0o644, 0)
+    stamp(dup, 0o644, 10)
+    edit_at, edit = size - 5000, b"edited after verification"
+    edited = data[:edit_at] + edit + data[edit_at + len(edit):]
+    cat.scan([on_btrfs])
+    plan = cat.plan_dedupe("reflink", on_btrfs)
+    assert [(p.path, p.kept) for p in plan] == [(str(dup), str(kept))]
+
+    original = apply_module.prove_distinct
+
+    def then_edit(d: str, k: str, tag: int) -> None:
+        original(d, k, tag)
+        _edit_in_place(Path(k), edit_at, edit)
+
+    monkeypatch.setattr(apply_module, "prove_distinct", then_edit)
+    dup_before = meta(dup), dup.stat().st_ino
+    run_ = cat.apply(plan)
+    assert run_.skipped == [(str(dup), KERNEL_DIFFERS)]
+    assert run_.done == 0 and run_.failed == []
+    assert dup.read_bytes() == data  # the duplicate's content is still its own
+    assert kept.read_bytes() == edited  # and the edit is the keeper's alone
+    assert (meta(dup), dup.stat().st_ino) == dup_before
+    assert leftovers(on_btrfs) == []
+
+
+def _with_hard_link(on_btrfs: Path, size: int) -> tuple[Path, Path, Path, bytes]:
+    """``tree/keep`` and ``tree/dup`` (0600, owned by 1234:5678, younger), and ``elsewhere``,
+    a second name of ``dup`` outside the scanned folder."""
+    data = blob(8, size)
+    kept = write(on_btrfs / "tree" / "keep", data)
+    dup = write(on_btrfs / "tree" / "sub" / "dup", data)
+    elsewhere = on_btrfs / "other" / "dup-link"
+    elsewhere.parent.mkdir()
+    os.link(dup, elsewhere)
+    stamp(kept, 0o644, 0)
+    os.chown(dup, 1234, 5678)
+    stamp(dup, 0o600, 30)
+    return kept, dup, elsewhere, data
+
+
+def _identity(path: Path) -> tuple[int, int, int, int, int, int, int]:
+    st = os.lstat(path)
+    return st.st_ino, st.st_nlink, st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, \
+        st.st_size
+
+
+def test_reflink_dedupes_in_place_keeping_inode_links_owner_mode_and_mtime(
+        cat: Catalogue, on_btrfs: Path) -> None:
+    kept, dup, elsewhere, data = _with_hard_link(on_btrfs, STEP + 4 * MiB + 1234)
+    before = {p: _identity(p) for p in (kept, dup)}
+    assert before[dup][1] == 2
+    tree = on_btrfs / "tree"
+    cat.scan([tree])
+    private = du(on_btrfs)
+    assert private.shared <= SLACK
+
+    run_ = cat.apply(cat.plan_dedupe("reflink", tree))
+    assert (run_.done, run_.skipped, run_.failed) == (1, [], [])
+    assert {p: _identity(p) for p in (kept, dup)} == before  # the very same inodes
+    assert os.path.samefile(dup, elsewhere)  # the extra hard link still is the duplicate
+    assert dup.read_bytes() == data and kept.read_bytes() == data
+    assert leftovers(on_btrfs) == []
+    shared = du(on_btrfs)
+    assert shared.total == private.total
+    assert shared.exclusive <= private.exclusive - len(data) + SLACK
+    assert shared.shared >= len(data) - SLACK
+
+
+def test_undo_gives_the_bytes_back_in_place(cat: Catalogue, on_btrfs: Path) -> None:
+    kept, dup, elsewhere, data = _with_hard_link(on_btrfs, 3 * MiB + 77)
+    before = {p: _identity(p) for p in (kept, dup)}
+    tree = on_btrfs / "tree"
+    cat.scan([tree])
+    private = du(on_btrfs)
+    run_ = cat.apply(cat.plan_dedupe("reflink", tree))
+    assert run_.done == 1
+    assert du(on_btrfs).shared >= len(data) - SLACK
+
+    result = cat.undo(run_.id)
+    assert result.restored == [str(dup)] and result.not_restored == []
+    assert {p: _identity(p) for p in (kept, dup)} == before  # inode, links, times kept
+    assert os.path.samefile(dup, elsewhere)
+    assert dup.read_bytes() == data and kept.read_bytes() == data
+    assert leftovers(on_btrfs) == []
+    back = du(on_btrfs)
+    assert back.total == private.total
+    assert back.exclusive >= private.exclusive - SLACK  # each file owns its bytes again
+    assert back.shared <= SLACK
+
+
+def test_a_keeper_replaced_before_the_hard_link_is_skipped(
+        cat: Catalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The keeper's name taken by another file (same size and mtime, other bytes) between
+    the check and the link: the temporary link shows another inode, so it is removed and
+    the duplicate, now the only copy of its content, is left alone."""
+    data = blob(9, 300_000)
+    root = tmp_path / "tree"
+    kept, dup = write(root / "keep", data), write(root / "dup", data)
+    stamp(kept, 0o644, 0)
+    stamp(dup, 0o644, 5)
+    cat.scan([root])
+    plan = cat.plan_dedupe("hardlink", root)
+    assert [(p.path, p.kept) for p in plan] == [(str(dup), str(kept))]
+    other = blob(10, len(data))
+
+    real_link = os.link
+
+    def replace_keeper_first(src, dst, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if os.fspath(src) == str(kept) and ".dupfinder-" in os.fspath(dst):
+            st = os.stat(kept)
+            new = write(root / "new-keep", other)
+            os.utime(new, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.replace(new, kept)  # the verified keeper is gone: dup is its only copy
+        return real_link(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "link", replace_keeper_first)
+    run_ = cat.apply(plan)
+    monkeypatch.undo()
+    assert run_.skipped == [(str(dup), "the copy that stays changed since it was verified")]
+    assert run_.done == 0 and run_.failed == []
+    assert dup.read_bytes() == data  # nothing lost
+    assert not os.path.samefile(dup, kept)
+    assert dup.stat().st_nlink == 1
+    assert leftovers(root) == []

@@ -241,6 +241,18 @@ FAULT_KINDS: dict[str, str] = {
     "--to as a symlink into the tree": "test_action_safety.py::test_to_that_is_a_symlink_into_the_tree_is_refused",  # noqa: E501
     "a symlink planted inside --to": "test_action_safety.py::test_symlink_planted_inside_to_is_not_followed",  # noqa: E501
     "undo of a trash run meeting another run's file": "test_action_faults.py::test_undo_restores_its_own_trashed_file_not_a_later_one_of_the_same_path",  # noqa: E501
+    "two catalogues acting on one tree at once": "test_last_copy.py::test_two_catalogues_acting_at_once_never_delete_both_copies",  # noqa: E501
+    "a link to the catalogue taking a second lock": "test_last_copy.py::test_the_catalogue_lock_is_one_for_a_link_to_the_catalogue",  # noqa: E501
+    "a keeper edited after the byte check (reflink)": "test_reflink.py::test_a_keeper_edited_after_verification_is_not_cloned_over_the_duplicate",  # noqa: E501
+    "a keeper replaced before the hard link": "test_reflink.py::test_a_keeper_replaced_before_the_hard_link_is_skipped",  # noqa: E501
+    "'..' through a link in a plan's keeper": "test_last_copy.py::test_a_plan_keeper_with_dotdot_is_refused",  # noqa: E501
+    "scan of lnk/..": "test_last_copy.py::test_scan_of_a_link_then_dotdot_catalogues_what_the_kernel_opens",  # noqa: E501
+    "kill -9 during undo": "test_last_copy.py::test_undo_killed_with_sigkill_then_run_again_restores_everything",  # noqa: E501
+    "undo cut off between a restore and its journal": "test_last_copy.py::test_undo_cut_off_between_restoring_a_file_and_journaling_it_finishes_next_time",  # noqa: E501
+    "--to inside the tree through a linked root": "test_last_copy.py::test_move_target_inside_the_tree_through_a_linked_root_is_refused",  # noqa: E501
+    "plan entries the catalogue never held": "test_last_copy.py::test_plan_entries_the_catalogue_never_held_are_skipped",  # noqa: E501
+    "a plan chaining an action onto a kept file": "test_last_copy.py::test_a_plan_chaining_an_action_onto_a_kept_file_is_refused",  # noqa: E501
+    "copies in trash folders": "test_last_copy.py::test_trash_folders_are_not_scanned_unless_asked",  # noqa: E501
     # scans
     "a FIFO where a catalogued file was": "test_scan_faults.py::test_a_fifo_where_a_catalogued_file_was_never_hangs_a_scan",  # noqa: E501
     "two scans racing over one rewritten file": "test_scan_faults.py::test_a_hash_read_before_another_scan_rewrote_the_file_is_not_stored",  # noqa: E501
@@ -257,6 +269,7 @@ FAULT_KINDS: dict[str, str] = {
     # hostile names and bad input
     "an invalid byte against a literal \\xNN": "test_display.py::test_outputs_tell_an_undecodable_byte_from_a_backslash",  # noqa: E501
     "escape sequences and bidi controls in names": "test_display.py::test_text_output_escapes_controls_and_bidi",  # noqa: E501
+    "names that JSON and CSV must carry exactly": "test_exact_names.py::test_deleting_all_but_the_first_of_each_group_deletes_only_copies",  # noqa: E501
     "a root whose name is not UTF-8, in the report": "test_display.py::test_scan_report_of_a_non_utf8_root",  # noqa: E501
     "null, nested and duplicate-key config files": "test_bad_input_low.py::test_duplicate_key_in_config_is_rejected",  # noqa: E501
     "absurd sizes and run ids": "test_scan_faults.py::test_run_ids_out_of_range_are_one_line_errors",  # noqa: E501
@@ -272,4 +285,4 @@ def test_the_suite_covers_every_listed_fault_kind() -> None:
         module, name = node.split("::")
         source = (tests / module).read_text(encoding="utf-8")
         assert f"def {name}(" in source, f"{kind}: {node} does not exist"
-    assert len(FAULT_KINDS) == 32  # the count the README's safety section states
+    assert len(FAULT_KINDS) == 45  # the count the README's safety section states

@@ -1,10 +1,12 @@
 """Verify, then act: delete, trash, hardlink, symlink or move one duplicate at a time.
 
 The rules that keep data safe are checked here, where no caller can skip them: the plan is
-this host's; a move target lies outside the scanned folders; one run at a time per host
-(:func:`dupfinder.db.locks.action_lock`); every entry is journaled as ``planned`` before
-anything is touched; right before each action the duplicate and the copy that stays are
-re-read and compared byte for byte and shown to be two files. A run that fails is recorded
+this host's, names only files its catalogue holds, and chains no action onto a file another
+entry keeps; a move target lies outside the scanned folders; one run at a time per machine
+and per catalogue, and each action's two files locked until it is journaled
+(:mod:`dupfinder.actions.locking`); every entry is journaled as ``planned`` before anything
+is touched; right before each action the duplicate and the copy that stays are re-read and
+compared byte for byte and shown to be two files. A run that fails is recorded
 ``failed`` (``interrupted`` on Ctrl-C or SIGTERM), never ``complete``, and the error that
 ended it is the one raised.
 """
@@ -15,6 +17,7 @@ import os
 import stat
 from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import send2trash
@@ -28,14 +31,15 @@ from dupfinder.actions.files import (
     replace_with_link,
     same_content,
 )
+from dupfinder.actions.locking import FileLocks, run_lock
 from dupfinder.actions.plan import Plan, Planned, check_move_target
 from dupfinder.actions.reflink import can_clone_here, clone_over
 from dupfinder.actions.trash import find_in_trash
 from dupfinder.db import journal
 from dupfinder.db.engine import Database
-from dupfinder.db.locks import action_lock
+from dupfinder.db.files import catalogued_paths
 from dupfinder.errors import SafetyError, UsageError
-from dupfinder.paths import for_message
+from dupfinder.paths import dot_segment, for_message, is_under
 from dupfinder.states import Action, EntryState, RunStatus
 
 
@@ -56,7 +60,8 @@ class Run:
 
 def verify(p: Planned) -> os.stat_result:
     """Check the duplicate and its keeper are still what the catalogue says and equal;
-    returns the duplicate's stat. Raises :class:`Skip` otherwise."""
+    returns the keeper's stat as it was while the bytes were compared (a hard link made
+    later must still be of that file). Raises :class:`Skip` otherwise."""
     try:
         st = os.lstat(p.path)
         kst = os.lstat(p.kept)
@@ -78,11 +83,16 @@ def verify(p: Planned) -> os.stat_result:
                    "would give it the keeper's)")
     if not same_content(p.path, p.kept):
         raise Skip("content differs from the copy that stays")
-    return st
+    after = os.lstat(p.kept)
+    if (after.st_ino, after.st_size, after.st_mtime_ns) != (
+            kst.st_ino, kst.st_size, kst.st_mtime_ns):
+        raise Skip("the copy that stays changed while it was compared")
+    return kst
 
 
-def act(p: Planned, to_dir: str | None, tag: int) -> str | None:
-    """Make one action; returns where a moved or trashed file went."""
+def act(p: Planned, to_dir: str | None, tag: int, kept: os.stat_result) -> str | None:
+    """Make one action; returns where a moved or trashed file went. ``kept`` is the
+    keeper's stat from the byte check."""
     if p.action == Action.DELETE:
         os.unlink(p.path)
     elif p.action == Action.TRASH:
@@ -90,7 +100,7 @@ def act(p: Planned, to_dir: str | None, tag: int) -> str | None:
         send2trash.send2trash(p.path)
         return trashed_as(p, st)
     elif p.action == Action.HARDLINK:
-        replace_with_link(p.path, p.kept, symbolic=False, tag=tag)
+        replace_with_link(p.path, p.kept, symbolic=False, tag=tag, expect=kept)
     elif p.action == Action.SYMLINK:
         replace_with_link(p.path, os.path.abspath(p.kept), symbolic=True, tag=tag)
     elif p.action == Action.MOVE:
@@ -138,20 +148,23 @@ def apply(db: Database, host: str, plan: Plan,
     if plan.host != host:
         raise SafetyError(f"the plan was made for host {plan.host}; only that host's own "
                           f"files can be acted on (this is {host})")
+    check_entries(plan)
     target = check_move_target(plan.to, plan.roots) if plan.action == Action.MOVE else None
     if plan.action == Action.REFLINK:
         _check_clonable(plan)
-    with action_lock(db, host):
+    with run_lock(db, host):
         recover.close_dead_runs(db, host)
         linked = recover.symlink_targets(db, host)
         with db.session() as s:
+            known = catalogued_paths(s, host, [q for p in plan for q in (p.path, p.kept)])
             run_id = journal.start_run(s, host, plan.action, plan.options(), os.getpid())
             ids = journal.add_entries(s, run_id, [_new_entry(p, target) for p in plan])
             s.commit()
         run = Run(run_id)
+        rules = _EntryRules(linked, known, plan.roots)
         try:
             for entry_id, p in zip(ids, plan, strict=True):
-                state = _one(db, host, entry_id, p, target, linked, run)
+                state = _one(db, host, entry_id, p, target, rules, run)
                 if progress:
                     progress(p, state)
             _finish_complete(db, run_id)
@@ -205,15 +218,56 @@ def _new_entry(p: Planned, to_dir: str | None) -> journal.NewEntry:
                             mode, uid, gid, stash)
 
 
+def check_entries(plan: Plan) -> None:
+    """Refuse a plan that no dedupe makes but a hand-edited one can: a path with ``.`` or
+    ``..`` (the text and the kernel may name two files), or an entry acting on a file that
+    another entry keeps (a symbolic link to Y and a delete of Y would leave the link
+    dangling and no copy)."""
+    kept = {p.kept for p in plan}
+    for p in plan:
+        for path in (p.path, p.kept):
+            if dot_segment(path):
+                raise SafetyError(f"{for_message(path)}: a plan's paths may not hold '.' or "
+                                  "'..' segments")
+        if p.path in kept:
+            raise SafetyError(f"the plan acts on {for_message(p.path)}, which another of its "
+                              "entries keeps: remove one of the two entries")
+
+
+@dataclass(frozen=True)
+class _EntryRules:
+    """What each entry is checked against before its files are even locked: symbolic links
+    made by earlier runs, the files this host's catalogue holds, the plan's folders."""
+
+    linked: frozenset[str]
+    catalogued: set[str]
+    roots: list[str]
+
+    def refuse(self, p: Planned) -> str | None:
+        """Why ``p`` must be skipped, or None."""
+        if p.path in self.linked:
+            return "symbolic links made by an earlier dedupe run point to it"
+        if p.path not in self.catalogued:
+            return "not a file this host's catalogue holds (scan it first)"
+        if p.kept not in self.catalogued:
+            return "the copy that stays is not a file this host's catalogue holds"
+        if self.roots and not any(is_under(p.path, r) for r in self.roots):
+            return "outside the plan's folders"
+        return None
+
+
 def _one(db: Database, host: str, entry_id: int, p: Planned, to_dir: str | None,
-         linked: frozenset[str], run: Run) -> EntryState:
-    with db.session() as s:
+         rules: _EntryRules, run: Run) -> EntryState:
+    # the files stay locked until the entry's outcome is committed
+    with db.session() as s, ExitStack() as held:
         try:
-            if p.path in linked:
-                raise Skip("symbolic links made by an earlier dedupe run point to it")
-            verify(p)
+            refused = rules.refuse(p)
+            if refused:
+                raise Skip(refused)
+            held.enter_context(FileLocks(p.path, p.kept))
+            kept = verify(p)
             prove_distinct(p.path, p.kept, entry_id)
-            stash = act(p, to_dir, entry_id)
+            stash = act(p, to_dir, entry_id, kept)
         except Skip as why:
             journal.set_state(s, entry_id, EntryState.SKIPPED, str(why))
             run.skipped.append((p.path, str(why)))

@@ -102,9 +102,16 @@ def _prove_by_mtime(dup: str, kept: str, before: os.stat_result) -> None:
         raise Skip("the copy that stays is this same file seen through another mount")
 
 
-def replace_with_link(path: str, target: str, symbolic: bool, tag: int) -> None:
+def replace_with_link(path: str, target: str, symbolic: bool, tag: int, *,
+                      expect: os.stat_result | None = None) -> None:
     """Create the link under a temporary name in the same folder, then rename it over the
-    duplicate."""
+    duplicate.
+
+    ``expect`` is the keeper's stat taken when it was verified: a hard link made to a
+    keeper replaced or edited since (another file now under its name) would put that file
+    in place of the duplicate, so the new hard link's own stat (the very inode it links)
+    must still show the verified size, mtime, inode and device, or the link is removed and
+    the duplicate left alone. (A symbolic link names a path, not a file: not checked.)"""
     tmp = temp_beside(path, tag)
     try:
         (os.symlink if symbolic else os.link)(target, tmp)
@@ -113,8 +120,13 @@ def replace_with_link(path: str, target: str, symbolic: bool, tag: int) -> None:
             raise Skip("cross-device: a hard link cannot span file systems") from exc
         raise
     try:
+        if expect is not None and not symbolic:
+            got = os.lstat(tmp)
+            if (got.st_size, got.st_mtime_ns, got.st_ino, got.st_dev) != (
+                    expect.st_size, expect.st_mtime_ns, expect.st_ino, expect.st_dev):
+                raise Skip("the copy that stays changed since it was verified")
         os.replace(tmp, path)
-    except OSError:
+    except BaseException:
         os.unlink(tmp)
         raise
 

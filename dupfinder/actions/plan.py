@@ -15,7 +15,7 @@ from typing import Any
 from dupfinder.db.queries import Group, GroupFile
 from dupfinder.db.selection import Reference
 from dupfinder.errors import SafetyError, UsageError
-from dupfinder.paths import absolute, for_message, is_under
+from dupfinder.paths import absolute, for_message, in_trash, is_under
 from dupfinder.states import Action, KeepPolicy
 
 
@@ -82,12 +82,12 @@ def _rank(path: str, folders: Sequence[str]) -> int:
 def keeper(files: Sequence[GroupFile], keep: KeepPolicy, prefer: Sequence[str] = (),
            roots: Sequence[str] = (), linked: frozenset[str] = frozenset(),
            references: Sequence[Reference] = (), outside_first: bool = False) -> GroupFile:
-    """The copy that stays: never a copy outside ``roots`` that is gone from disk (when
-    ``outside_first``); then a file that symbolic links made by dedupe point to (so they
-    never dangle), then one under a reference folder, then one under the first
-    ``prefer`` folder, then (``outside_first``: deduping some folders against copies
-    elsewhere) one outside ``roots``, then by policy, then by path (byte order), so the
-    choice never depends on the order rows arrive in."""
+    """The copy that stays: never one in a trash folder, nor a copy outside ``roots`` that
+    is gone from disk (when ``outside_first``); then a file that symbolic links made by
+    dedupe point to (so they never dangle), then one under a reference folder, then one
+    under the first ``prefer`` folder, then (``outside_first``: deduping some folders
+    against copies elsewhere) one outside ``roots``, then by policy, then by path (byte
+    order), so the choice never depends on the order rows arrive in."""
     policy = KeepPolicy(keep)
 
     def inside(f: GroupFile) -> bool:
@@ -110,7 +110,7 @@ def keeper(files: Sequence[GroupFile], keep: KeepPolicy, prefer: Sequence[str] =
         # its group a skip, as the catalogue is out of date right where the user acts)
         return outside_first and not inside(f) and not os.path.isfile(f.path)
 
-    return min(files, key=lambda f: (stale(f), f.path not in linked,
+    return min(files, key=lambda f: (in_trash(f.path), stale(f), f.path not in linked,
                                      not any(r.holds(f.path, f.host) for r in references),
                                      _rank(f.path, prefer), inside(f),
                                      *by_policy(f), os.fsencode(f.path)))
@@ -122,12 +122,15 @@ def plan_groups(groups: Iterable[Group], action: Action, keep: KeepPolicy = Keep
                 references: Sequence[Reference] = ()) -> list[Planned]:
     """Actions for the duplicates under ``roots`` (everywhere when there are none) of every
     group; the keeper and its hard links are left alone (they are one file already), and so
-    is every file under a reference folder. A copy outside ``roots`` is kept in preference,
+    is every file under a reference folder. A group whose every copy lies in a trash folder
+    is left alone too. A copy outside ``roots`` is kept in preference,
     so that deduping a folder against copies elsewhere empties the folder."""
     planned: list[Planned] = []
     for group in groups:
         kept = keeper(group.files, keep, prefer, roots, linked, references,
                       outside_first=bool(roots))
+        if in_trash(kept.path):
+            continue  # every copy is in a trash folder: none is kept, so none is touched
         for f in sorted(group.files, key=lambda f: os.fsencode(f.path)):
             if (f.device, f.inode) == (kept.device, kept.inode):
                 continue
@@ -155,8 +158,11 @@ def check_move_target(to: str | None, roots: Sequence[str]) -> str:
             raise SafetyError(f"--to {for_message(to)}: {for_message(probe)} is a symbolic "
                               "link; give a path without links")
         probe = os.path.dirname(probe)
+    real = os.path.realpath(target)
     for r in roots:
-        if is_under(target, r) or is_under(os.path.realpath(target), r):
+        # a root scanned through a link (``scan lnk``) holds the files of its target too
+        if any(is_under(t, root) for t in (target, real)
+               for root in {r, os.path.realpath(r)}):
             raise SafetyError(f"--to {for_message(to)} lies inside the scanned folder "
                               f"{for_message(r)}; choose a folder outside it")
     return target

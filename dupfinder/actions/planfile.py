@@ -25,7 +25,7 @@ from typing import Any
 
 from dupfinder.actions.plan import Plan, Planned
 from dupfinder.errors import SafetyError, UsageError
-from dupfinder.paths import display, for_message, is_utf8
+from dupfinder.paths import display, dot_segment, for_message, is_utf8
 from dupfinder.states import Action, KeepPolicy
 
 FORMAT = "dupfinder-plan"
@@ -138,11 +138,17 @@ class _Reader:
             raise self.fail(f"{where}'{name}' is not base64") from exc
 
     def _checked(self, value: str, name: str, where: str) -> str:
-        """The exact bytes must name an absolute path, and no file name holds a NUL."""
+        """The exact bytes must name an absolute path with no ``.`` or ``..`` segment, and no
+        file name holds a NUL."""
         if not value.startswith("/"):
             raise self.fail(f"{where}'{name}' is not an absolute path")
         if "\0" in value:
             raise self.fail(f"{where}'{name}' holds a NUL character")
+        if dot_segment(value):
+            # the byte check would read the file the kernel resolves, a link made to it
+            # would name the file the text names: two files
+            raise self.fail(f"{where}'{name}' holds a '.' or '..' segment; give the path "
+                            "without them")
         return value
 
 

@@ -23,6 +23,7 @@ from dupfinder.db.engine import Database
 from dupfinder.db.journal import EntryRecord, RunRecord
 from dupfinder.db.locks import action_lock
 from dupfinder.errors import SafetyError
+from dupfinder.processes import pid_alive
 from dupfinder.states import Action, EntryState, RunStatus
 
 
@@ -50,12 +51,19 @@ def close_dead_runs(db: Database, host: str) -> list[int]:
 
 def close_dead_runs_if_idle(db: Database, host: str) -> None:
     """:func:`close_dead_runs` when no run of the host is going on (a reading command must
-    not wait for one, nor fail because of one)."""
+    not wait for one, nor fail because of one); while one is, only the runs whose process
+    is gone are closed (a live run's own process is alive, so it is never among them)."""
     try:
         with action_lock(db, host):
             close_dead_runs(db, host)
+        return
     except SafetyError:
         pass
+    with db.session() as s:
+        for run in journal.running_runs(s, host):
+            if run.pid is not None and not pid_alive(run.pid):
+                journal.finish_run(s, run.id, RunStatus.INTERRUPTED)
+        s.commit()
 
 
 def symlink_targets(db: Database, host: str) -> frozenset[str]:

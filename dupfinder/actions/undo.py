@@ -10,17 +10,18 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 
 from dupfinder.actions import recover
 from dupfinder.actions.files import same_content
+from dupfinder.actions.locking import run_lock
 from dupfinder.actions.reflink import make_private
 from dupfinder.actions.trash import find_in_trash, info_for
 from dupfinder.db import journal
 from dupfinder.db.bulk import signed64
 from dupfinder.db.engine import Database
 from dupfinder.db.journal import EntryRecord
-from dupfinder.db.locks import action_lock
 from dupfinder.errors import SafetyError, UsageError
 from dupfinder.states import Action, EntryState, RunStatus
 
@@ -90,11 +91,42 @@ def _from_trash(entry: EntryRecord) -> None:
     info_for(stored).unlink(missing_ok=True)
 
 
+def _regular(path: str) -> os.stat_result | None:
+    """``path``'s stat if it is a regular file (not a link), else None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def already_restored(entry: EntryRecord) -> bool:
+    """Whether an earlier undo restored this entry and died before journaling it (kill -9
+    between the two): the path holds a regular file of the entry's size and content, and
+    what the action left there (the link, the trashed or moved file) is gone. Without this
+    the next undo took the restored file for something else and left the run partly undone
+    for good."""
+    st = _regular(entry.path)
+    if st is None or st.st_size != entry.size:
+        return False
+    kst = _regular(entry.kept)
+    if kst is not None and (kst.st_dev, kst.st_ino) == (st.st_dev, st.st_ino):
+        return False  # still the hard link the run made
+    if entry.action in (Action.TRASH, Action.MOVE) and entry.stash is not None \
+            and os.path.lexists(entry.stash):
+        return False  # the file is still where the run put it
+    if entry.action in (Action.HARDLINK, Action.SYMLINK) or kst is not None:
+        return kst is not None and same_content(entry.path, entry.kept)
+    return entry.mtime_ns is not None and st.st_mtime_ns == entry.mtime_ns
+
+
 def undo_entry(entry: EntryRecord) -> None:
     """Reverse one done action, or raise :class:`CannotUndo`."""
     path = entry.path
     if entry.action == Action.DELETE:
         raise CannotUndo("deleted files cannot be restored")
+    if entry.action != Action.REFLINK and already_restored(entry):
+        return
     if entry.action in (Action.HARDLINK, Action.SYMLINK):
         _copy_back(entry)
         return
@@ -120,7 +152,7 @@ def undo_entry(entry: EntryRecord) -> None:
 def undo(db: Database, host: str, run_id: int | None = None) -> UndoResult:
     """Reverse a run's done actions, newest first (default: the host's latest run that
     acted); the catalogue gets the files back."""
-    with action_lock(db, host):
+    with run_lock(db, host):
         recover.close_dead_runs(db, host)
         with db.session() as s:
             run = journal.get_run(s, run_id) if run_id is not None \
@@ -136,8 +168,9 @@ def undo(db: Database, host: str, run_id: int | None = None) -> UndoResult:
             result.already_undone = True
             return result
         recover.reconcile(db, host, run)
-        with db.session() as s:
-            done = journal.entries(s, run.id, states=[EntryState.DONE], newest_first=True)
+        with db.session() as s:  # what an earlier undo could not restore is tried again
+            done = journal.entries(s, run.id, states=[EntryState.DONE, EntryState.UNDO_FAILED],
+                                   newest_first=True)
         for entry in done:
             _undo_one(db, host, entry, result)
         with db.session() as s:

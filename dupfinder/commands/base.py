@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from dupfinder.db.selection import Reference
 
 from dupfinder.errors import DupfinderError, UsageError, mask_secrets, one_line
-from dupfinder.paths import absolute
+from dupfinder.paths import absolute, for_message
 
 # Exit codes, shared by every command.
 EXIT_ERROR = 1  # a runtime failure (database unreachable, I/O error, ...)
@@ -57,8 +57,10 @@ class Context:
         """Open the catalogue (with fallback unless ``--no-fallback``)."""
         from dupfinder.catalogue import Catalogue
 
+        # the fallback notice is information (-q silences it): the scan's summary names
+        # the database in use anyway
         return Catalogue.open(config=self.settings(), fallback=not self.no_fallback,
-                              warn=self.warn)
+                              warn=self.info)
 
     @contextmanager
     def opened(self) -> Iterator[Catalogue]:
@@ -200,6 +202,10 @@ def parse_reference(text: str) -> Reference:
 
 
     host, sep, folder = text.partition(":")
+    if sep and "/" not in host and (not host or not folder):
+        # "HOST:" or ":DIR" is a slip, not a folder with a colon in its name (./:DIR is)
+        raise UsageError(f"--reference {for_message(text)}: malformed reference; give DIR "
+                         "or HOST:DIR")
     if sep and host and "/" not in host and folder.startswith(("/", "~")):
         return Reference(absolute(folder), host)
     return Reference(absolute(text))

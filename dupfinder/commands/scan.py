@@ -40,6 +40,9 @@ from dupfinder.units import human_size, parse_size
               help="Honour .gitignore, .ignore and .dupfinderignore files in the tree.")
 @click.option("--hidden/--no-hidden", default=True, show_default=True,
               help="Include dot-files and dot-folders.")
+@click.option("--include-trash", is_flag=True,
+              help="Also scan trash folders (.Trash-UID, ~/.local/share/Trash, "
+                   "$RECYCLE.BIN, ...); a copy there is never the one kept.")
 @click.option("--follow-links", is_flag=True, help="Follow symbolic links (loop-safe).")
 @click.option("--one-file-system", is_flag=True, help="Stay on the file system of each root.")
 @click.option("--max-depth", type=int, default=None,
@@ -61,7 +64,7 @@ def scan_cmd(ctx: Context, paths: tuple[str, ...], algorithm: str, processes: in
              batch_size: int, chunk_size: str, min_size: str | None, max_size: str | None,
              include_empty: bool, include: tuple[str, ...], exclude: tuple[str, ...],
              exclude_from: tuple[str, ...], ignore_files: bool, hidden: bool,
-             follow_links: bool, one_file_system: bool, max_depth: int | None,
+             include_trash: bool, follow_links: bool, one_file_system: bool, max_depth: int | None,
              prefix_size: str, commit_interval: float, start_method: str | None,
              report_path: str | None) -> None:
     """Scan folders or files into the catalogue and find the duplicates among them."""
@@ -72,7 +75,8 @@ def scan_cmd(ctx: Context, paths: tuple[str, ...], algorithm: str, processes: in
         follow_links=follow_links, one_file_system=one_file_system, max_depth=max_depth,
         min_size=0 if include_empty else (min_size or 1), max_size=max_size,
         include=include, exclude=load_exclude_from(exclude_from) + exclude,
-        ignore_files=ignore_files, hidden=hidden, algorithm=algorithm,
+        ignore_files=ignore_files, hidden=hidden, include_trash=include_trash,
+        algorithm=algorithm,
         batch_size=batch_size, chunk_size=chunk_size, prefix_size=prefix_size,
         start_method=start_method, processes=processes, commit_interval=commit_interval,
     )

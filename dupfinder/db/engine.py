@@ -209,6 +209,22 @@ def classify_pg_failure(exc: BaseException) -> str:
     return "unreachable"
 
 
+_GISTS = (("refused", "connection refused"), ("timeout", "timed out"),
+          ("timed out", "timed out"), ("could not translate host name", "unknown host"),
+          ("name or service not known", "unknown host"), ("no route", "no route to host"),
+          ("network is unreachable", "network unreachable"))
+
+
+def _gist(exc: BaseException) -> str:
+    """A few words for why a server could not be reached."""
+    msg = str(getattr(exc, "orig", exc)).lower()
+    for needle, words in _GISTS:
+        if needle in msg:
+            return words
+    first = one_line(exc).split(";")[0].strip()
+    return first if len(first) <= 60 else first[:57] + "..."
+
+
 def ping(engine: Engine) -> None:
     """Run ``SELECT 1``; raises the driver's error when the database cannot be used."""
     with engine.connect() as conn:
@@ -309,8 +325,11 @@ def open_database(
             raise DatabaseUnreachable(f"{exc} (fallback to SQLite is off)") from exc
         url = settings.fallback_url()
         reason = str(exc)
+        # one short line: which server, the gist of why, and the file used instead (the
+        # driver's full message wrapped onto two lines of a terminal)
         (warn or _stderr)(
-            f"dupfinder: {reason}; falling back to SQLite at {url.database}"
+            f"dupfinder: {_where(settings.url())} unreachable "
+            f"({_gist(exc.__cause__ or exc)}); falling back to SQLite at {url.database}"
         )
         engine = connect(url, **options)
     try:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from dupfinder.db.bulk import copy_csv, raw_cursor, sqlite_executemany
 from dupfinder.db.models import FileHash
-from dupfinder.db.paths import DbPath, db_roots, subtree_range, to_db
+from dupfinder.db.paths import DbPath, db_roots, from_db, subtree_range, to_db
 
 F = FileHash
 
@@ -119,3 +119,15 @@ def on_conflict(ins: Any) -> Any:
             "hash_algo": case((same, c.hash_algo), else_=None),
         },
     )
+
+
+def catalogued_paths(session: Session, host: str, paths: Iterable[str]) -> set[str]:
+    """Those of ``paths`` (filesystem paths) that the catalogue holds as ``host``'s files,
+    looked up by the (host, path) key a few hundred at a time."""
+    wanted = sorted({to_db(p) for p in paths})
+    found: set[str] = set()
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i:i + 500]
+        found.update(from_db(p) for p in session.scalars(
+            select(F.path).where(F.host == host, F.path.in_(chunk))))
+    return found

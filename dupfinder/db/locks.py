@@ -55,7 +55,8 @@ def action_lock(db: Database, host: str) -> Iterator[None]:
                 except SQLAlchemyError:
                     pass
         return
-    path = f"{db.url.database}.actions-lock"
+    # beside the catalogue file itself: a link to it must not get a lock of its own
+    path = f"{os.path.realpath(db.url.database or '')}.actions-lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         try:

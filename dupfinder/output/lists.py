@@ -1,17 +1,19 @@
 """Writers for the other questions' answers: unique files and duplicate folders, as text,
-JSON or CSV (paths in :func:`dupfinder.paths.display` form; JSON adds ``path_b64`` for a
-name that is not valid UTF-8, as the duplicate-group writers do)."""
+JSON or CSV. Text shows paths in :func:`dupfinder.paths.display` form; JSON and CSV carry
+the exact names as the duplicate-group writers do (:mod:`dupfinder.output.formats`): the
+name itself when it is valid UTF-8, else JSON ``null`` with ``path_b64`` and
+``path_display``, or an empty CSV ``path`` with the bytes in the last column,
+``path_b64``)."""
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterable
 from typing import Any, TextIO
 
 from dupfinder.db.folders import FolderGroup
 from dupfinder.db.unique import UniqueFile
-from dupfinder.output.formats import json_path
+from dupfinder.output.formats import CsvWriter, csv_path, json_path, json_text
 from dupfinder.paths import display
 from dupfinder.units import human_size
 
@@ -19,9 +21,9 @@ from dupfinder.units import human_size
 def write_unique(files: Iterable[UniqueFile], out: TextIO, fmt: str) -> tuple[int, int]:
     """Stream unique files; returns (files, bytes) written."""
     n = nbytes = 0
-    writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+    writer = CsvWriter(out) if fmt == "csv" else None
     if writer:
-        writer.writerow(("path", "host", "size", "copies", "undecided"))
+        writer.writerow(("path", "host", "size", "copies", "undecided", "path_b64"))
     elif fmt == "json":
         out.write('{"files": [')
     for f in files:
@@ -31,11 +33,11 @@ def write_unique(files: Iterable[UniqueFile], out: TextIO, fmt: str) -> tuple[in
                       f"{'copy' if f.copies == 1 else 'copies'}  "
                       f"{display(f.path)}{note}\n")
         elif writer:
-            writer.writerow((display(f.path), f.host, f.size, f.copies,
-                             int(f.undecided)))
+            path, raw = csv_path(f.path)
+            writer.writerow((path, f.host, f.size, f.copies, int(f.undecided), raw))
         else:
-            doc: dict[str, Any] = {**json_path(f.path), "host": f.host, "size": f.size,
-                                   "copies": f.copies}
+            doc: dict[str, Any] = {**json_path(f.path), "host": json_text(f.host),
+                                   "size": f.size, "copies": f.copies}
             if f.undecided:
                 doc["undecided"] = True
             out.write(("," if n else "") + "\n  " + json.dumps(doc))
@@ -51,17 +53,18 @@ def write_folders(groups: list[FolderGroup], out: TextIO, fmt: str) -> int:
     wasted = sum(g.wasted for g in groups)
     if fmt == "json":
         out.write(json.dumps({
-            "groups": [{"folders": [{**json_path(f.path), "host": f.host} for f in g.folders],
+            "groups": [{"folders": [{**json_path(f.path), "host": json_text(f.host)}
+                                    for f in g.folders],
                         "files": g.files, "size": g.size, "wasted": g.wasted}
                        for g in groups],
             "wasted_bytes": wasted}) + "\n")
         return wasted
     if fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(("group", "host", "path", "files", "size", "wasted"))
+        writer = CsvWriter(out)
+        writer.writerow(("group", "host", "path", "files", "size", "wasted", "path_b64"))
         for i, g in enumerate(groups, 1):
-            writer.writerows((i, f.host, display(f.path), g.files, g.size, g.wasted)
-                             for f in g.folders)
+            writer.writerows((i, f.host, path, g.files, g.size, g.wasted, raw)
+                             for f in g.folders for path, raw in (csv_path(f.path),))
         return wasted
     hosts = {f.host for g in groups for f in g.folders}
     for i, g in enumerate(groups, 1):

@@ -26,6 +26,7 @@ from dupfinder.db.engine import Database
 from dupfinder.db.queries import Selection, group_totals
 from dupfinder.errors import DatabaseError, UsageError, one_line
 from dupfinder.paths import for_message, is_under
+from dupfinder.processes import pid_alive
 from dupfinder.scan.hashing import (
     ALGORITHMS,
     DEFAULT_ALGORITHM,
@@ -159,17 +160,6 @@ def check_options(options: ScanOptions) -> None:
         raise UsageError("--max-depth must be at least 1")
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine (records of dead ones are stale)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextmanager
 def _db_errors() -> Iterator[None]:
     """A database failure in the middle of a scan becomes one line; what was committed stays."""
@@ -282,6 +272,7 @@ def _options_record(options: ScanOptions) -> dict[str, Any]:
         "one_file_system": w.one_file_system, "max_depth": w.max_depth,
         "min_size": w.min_size, "max_size": w.max_size, "include": list(w.include),
         "exclude": list(w.exclude), "hidden": w.hidden, "ignore_files": w.ignore_files,
+        "include_trash": w.include_trash,
     }
 
 
@@ -321,6 +312,9 @@ class _HashStages:
                  summary: ScanSummary, bars: _Bars, settings: HashSettings) -> None:
         self.db, self.host, self.tag, self.options = db, host, tag, options
         self.summary, self.bars, self.settings = summary, bars, settings
+        # files the prefix stage read in part: id -> bytes read (the full stage reads them
+        # again, and each file is counted once)
+        self.partly_read: dict[int, int] = {}
 
     def run(self) -> None:
         opts = self.options
@@ -350,7 +344,7 @@ class _HashStages:
                         for result in hashers.run(tasks):
                             if writer is not None and result.updates is not None:
                                 writer.add(result.updates)
-                            self._add(result)
+                            self._add(result, stage)
                             bar.update(result.bytes_read if by_bytes else result.files
                                        + result.changed + len(result.errors))
                     except KeyboardInterrupt:
@@ -361,10 +355,18 @@ class _HashStages:
                 writer.flush()
         self.summary.stage_seconds[stage] = time.perf_counter() - t
 
-    def _add(self, result: TaskResult) -> None:
+    def _add(self, result: TaskResult, stage: Stage) -> None:
         s = self.summary
         s.files_hashed += result.files
         s.bytes_hashed += result.bytes_read
+        if stage == Stage.PREFIX:
+            self.partly_read.update(result.read)
+        else:
+            for fid, _ in result.read:
+                earlier = self.partly_read.pop(fid, None)
+                if earlier is not None:  # read in the prefix stage too: count it once
+                    s.files_hashed -= 1
+                    s.bytes_hashed -= earlier
         s.changed_during_read += result.changed
         # a file outside this scan's roots (catalogued by another scan, read to complete a
         # group) is that scan's business: its problems are not this scan's errors

@@ -1,8 +1,10 @@
 """Discovery: an ``os.scandir`` walk with an explicit stack (no recursion limit) and filters.
 
 Symlinks are skipped unless ``follow_links``; then every real folder is entered once, which
-also makes link loops harmless. Problems (unreadable folders, vanished files, broken links)
-are collected in :class:`WalkProblems` and never stop the walk.
+also makes link loops harmless. Trash folders are not entered unless ``include_trash``: what
+they hold was thrown away, and a copy there must never count as the one to keep. Problems
+(unreadable folders, vanished files, broken links) are collected in :class:`WalkProblems`
+and never stop the walk.
 
 ``include`` and ``exclude`` are gitignore patterns (``pathspec``), matched against the path
 relative to each scan root: ``**``, ``!negation`` (the last matching pattern decides), a
@@ -29,7 +31,7 @@ from typing import NamedTuple
 from pathspec import GitIgnoreSpec
 
 from dupfinder.errors import UsageError
-from dupfinder.paths import absolute, for_message, is_under
+from dupfinder.paths import absolute, for_message, is_under, trash_folder
 
 # read in this order in each folder: later files (and later lines) win
 IGNORE_FILES = (".gitignore", ".ignore", ".dupfinderignore")
@@ -70,6 +72,7 @@ class WalkOptions:
     exclude: tuple[str, ...] = ()  # gitignore patterns: skip what they match
     hidden: bool = True
     ignore_files: bool = False  # honour .gitignore, .ignore and .dupfinderignore files
+    include_trash: bool = False  # enter trash folders (a copy there is never the one kept)
     skip_paths: frozenset[str] = frozenset()  # e.g. the SQLite catalogue and its -wal file
 
     def __post_init__(self) -> None:
@@ -347,7 +350,8 @@ def _walk_dir(root: str, root_dev: int, opts: WalkOptions, problems: WalkProblem
                     _entry_error(problems, path, exc)
                     continue
                 if is_dir:
-                    if filtering and _excluded(rel + name + "/", exclude, layers):
+                    if (filtering and _excluded(rel + name + "/", exclude, layers)) or (
+                            not opts.include_trash and trash_folder(path)):
                         yield Skipped(path, True)
                         continue  # pruned: never entered
                     if opts.max_depth is not None and depth >= opts.max_depth:

@@ -82,6 +82,10 @@ class TaskResult:
     changed: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
     updates: HashBatch | None = None  # results not written yet (SQLite)
+    # the first catalogue id of each file read: in the prefix stage only files read in
+    # part (the full stage may read them again), in the full stage every one, so that the
+    # scan counts each file and its bytes once
+    read: list[tuple[int, int]] = field(default_factory=list)  # (id, bytes read)
 
 
 @dataclass
@@ -110,11 +114,14 @@ def hash_task(db: Database | None, reader: Reader, tag: str, task: Task) -> Task
                 rows.extend((i, item.size, item.mtime_ns, item.inode, digest, full, tag)
                             for i in item.ids)
                 result.bytes_read += nread
+                if full is None:
+                    result.read.append((item.ids[0], nread))
             else:
                 digest = reader.full(item.path, item.size, item.mtime_ns)
                 rows.extend((i, item.size, item.mtime_ns, item.inode, digest)
                             for i in item.ids)
                 result.bytes_read += item.size
+                result.read.append((item.ids[0], item.size))
             result.files += 1
         except FileChanged:
             result.changed += 1
