@@ -12,9 +12,10 @@ from typing import Any
 from sqlalchemy import select
 
 from dupfinder.db.engine import Database
+from dupfinder.db.groups import iter_groups
 from dupfinder.db.models import FileHash
 from dupfinder.db.paths import from_db
-from dupfinder.db.queries import Selection, duplicate_groups
+from dupfinder.db.selection import Selection
 from dupfinder.scan.pipeline import ScanOptions, ScanSummary, run_scan
 from dupfinder.scan.walk import WalkOptions
 
@@ -43,20 +44,10 @@ def scan(db: Database, *paths: Path | str, processes: int = 1, **walk: object) -
 
 
 def groups(db: Database, host: str | None = None) -> set[frozenset[str]]:
-    """Every duplicate group in the catalogue as a set of filesystem paths."""
+    """Every duplicate group in the catalogue as a set of filesystem paths (of ``host``'s
+    files only, when given)."""
     with db.session() as s:
-        g = duplicate_groups(Selection(host)).subquery()
-        stmt = (
-            select(FileHash.full_hash, FileHash.size, FileHash.path)
-            .join(g, (FileHash.full_hash == g.c.full_hash) & (FileHash.size == g.c.size)
-                  & (FileHash.hash_algo == g.c.hash_algo))
-        )
-        if host:
-            stmt = stmt.where(FileHash.host == host)
-        found: dict[tuple[str, int], set[str]] = {}
-        for full, size, path in s.execute(stmt):
-            found.setdefault((full, size), set()).add(from_db(path))
-    return {frozenset(v) for v in found.values()}
+        return {frozenset(f.path for f in g.files) for g in iter_groups(s, Selection(host))}
 
 
 def catalogue_rows(db: Database) -> dict[str, tuple[int, str | None, str | None]]:
@@ -118,3 +109,19 @@ def dedupe_tree(root: Path) -> Path:
         t = 1_600_000_000_000_000_000 + i * 1_000_000_000  # keep/... is the oldest
         os.utime(root / p, ns=(t, t))
     return root
+
+
+def hashes_committed(db: Database, which: str = "full") -> int:
+    """How many ``full`` (or ``prefix``) hashes are committed: in catalogue rows, or still
+    waiting in the pending table for their merge (a killed scan's finished work)."""
+    from sqlalchemy import func
+
+    from dupfinder.db.models import PendingHash
+
+    column = {"full": (FileHash.full_hash, PendingHash.full_hash),
+              "prefix": (FileHash.prefix_hash, PendingHash.prefix_hash)}[which]
+    with db.session() as s:
+        rows = s.scalar(select(func.count()).select_from(FileHash).where(column[0].is_not(None)))
+        waiting = s.scalar(select(func.count(func.distinct(PendingHash.file_id)))
+                           .where(column[1].is_not(None)))
+    return int(rows or 0) + int(waiting or 0)

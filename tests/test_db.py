@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.engine import make_url
 
 from dupfinder.config import load_settings
-from dupfinder.db import bulk, candidates, files, queries
+from dupfinder.db import bulk, candidates, contents, files, pending, queries
 from dupfinder.db import walked as walked_module
 from dupfinder.db.engine import Database, open_database, worker_database
 from dupfinder.db.models import SCHEMA_VERSION, FileHash, SchemaInfo, utcnow
@@ -150,25 +150,46 @@ def test_candidates_and_groups(db: Database, monkeypatch: pytest.MonkeyPatch) ->
     with db.session() as s:
         files.upsert_files(s, data)
         s.commit()
-        pending = list(stream(db, candidates.prefix_candidates("h1", "xxh3")))
-        assert sorted(p.path for p in pending) == ["/data/f0", "/data/f1", "/data/f2"]
-        ids = [p.id for p in pending]
-        # (id, size, mtime_ns, inode as read, then the columns' values)
-        candidates.save_hashes(s, candidates.HashBatch(candidates.PREFIX_COLUMNS, [
-            (ids[0], 10, 1000, pending[0].inode, "A", None, "xxh3"),
-            (ids[1], 10, 1000, pending[1].inode, "A", None, "xxh3"),
-            (ids[2], 10, 1000, pending[2].inode, "B", None, "xxh3"),
-        ]))
+        waiting = list(stream(db, candidates.prefix_candidates("h1", "xxh3")))
+        assert sorted(p.path for p in waiting) == ["/data/f0", "/data/f1", "/data/f2"]
+        ids = [p.id for p in waiting]
+        # (id, size, mtime_ns, inode as read, prefix, full, algorithm)
+        pending.append(s, 7, [
+            (ids[0], 10, 1000, waiting[0].inode, "A", None, "xxh3"),
+            (ids[1], 10, 1000, waiting[1].inode, "A", None, "xxh3"),
+            (ids[2], 10, 1000, waiting[2].inode, "B", None, "xxh3"),
+        ])
         s.commit()
+    assert pending.merge(db, 7) == 3
+    with db.session() as s:
         assert list(stream(db, candidates.prefix_candidates("h1", "xxh3"))) == []
         # another algorithm asks for the hashes again instead of mixing them
         assert len(list(stream(db, candidates.prefix_candidates("h1", "sha256")))) == 3
         full = sorted(p.id for p in stream(db, candidates.full_candidates("h1", "xxh3")))
         assert full == sorted(ids[:2])
-        candidates.save_hashes(s, candidates.HashBatch(candidates.FULL_COLUMNS, [
-            (p.id, 10, 1000, p.inode, "F") for p in pending[:2]]))
+        pending.append(s, 7, [(p.id, 10, 1000, p.inode, None, "F", "xxh3")
+                              for p in waiting[:2]])
         s.commit()
+    assert pending.merge(db, 7) == 2
+    with db.session() as s:
         assert queries.group_totals(s) == (1, 2, 10)
+        assert pending.count(s) == 0
+        assert contents.kept(s) == contents.recount(s)
+
+
+def test_a_result_for_a_file_changed_since_it_was_read_is_dropped(db: Database) -> None:
+    with db.session() as s:
+        files.upsert_files(s, rows(2, size=10))
+        s.commit()
+        ids = [i for i, in s.execute(select(FileHash.id).order_by(FileHash.id))]
+        inode = s.scalar(select(FileHash.inode).where(FileHash.id == ids[1]))
+        pending.append(s, 3, [(ids[0], 10, 1000, 999_999, "A", "A", "xxh3"),  # another inode
+                              (ids[1], 10, 1000, inode, "A", "A", "xxh3")])
+        s.commit()
+    assert pending.merge(db, 3) == 1
+    with db.session() as s:
+        assert s.scalar(select(FileHash.full_hash).where(FileHash.id == ids[0])) is None
+        assert contents.kept(s) == contents.recount(s)
 
 
 def test_hard_links_are_not_wasted_space(db: Database) -> None:
@@ -177,9 +198,11 @@ def test_hard_links_are_not_wasted_space(db: Database) -> None:
     with db.session() as s:
         files.upsert_files(s, data)
         s.execute(update(FileHash).values(full_hash="F", prefix_hash="F", hash_algo="md5"))
+        contents.build_all(s)  # hashes written by hand: the contents made from them
         s.commit()
         assert queries.group_totals(s) == (1, 3, 10)
         s.execute(update(FileHash).where(FileHash.path == "/data/f2").values(full_hash="G"))
+        contents.build_all(s)
         s.commit()
         assert queries.group_totals(s) == (0, 0, 0)
 

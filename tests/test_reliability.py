@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from dupfinder.config import load_settings
 from dupfinder.db.engine import Database, open_database
 from dupfinder.db.models import FileHash
-from tests.helpers import blob, groups, write
+from tests.helpers import blob, groups, hashes_committed, write
 from tests.pg_server import PgServer
 
 KILL_POINTS = 20
@@ -191,9 +191,7 @@ def test_postgresql_stopped_mid_scan_then_resumed(tmp_path: Path, private_pg: Pg
     proc = start(*args)
     deadline = time.monotonic() + 60
     while True:
-        with db.session() as s:
-            hashed = s.scalar(select(func.count()).select_from(FileHash)
-                              .where(FileHash.prefix_hash.is_not(None))) or 0
+        hashed = hashes_committed(db, "prefix")
         if hashed >= 20:
             break
         assert proc.poll() is None, f"scan ended before the server was stopped: {finish(proc)}"
@@ -210,9 +208,7 @@ def test_postgresql_stopped_mid_scan_then_resumed(tmp_path: Path, private_pg: Pg
     private_pg.start()
     db = open_url(url)
     try:
-        with db.session() as s:
-            kept = s.scalar(select(func.count()).select_from(FileHash)
-                            .where(FileHash.prefix_hash.is_not(None))) or 0
+        kept = hashes_committed(db, "prefix")
         assert kept >= hashed  # nothing committed was lost
         code, out, err = finish(start(*args))
         assert code == 0, err

@@ -382,24 +382,61 @@ def test_unchanged_rescan_reuses_the_group_totals_until_anything_else_happens(
     assert rescan(tmp_path / "mine") == (0, 0, 0, False)
 
 
-def test_an_older_catalogue_is_upgraded_and_its_scans_are_counted_again(
-        db_url: str, tmp_path: Path) -> None:
-    write(tmp_path / "t/a", "same")
-    write(tmp_path / "t/b", "same")
+def _as_version_3(conn) -> None:  # type: ignore[no-untyped-def]
+    """Turn a catalogue of this schema back into what version 3 had."""
+    for statement in ("DROP TABLE contents", "DROP TABLE pending_hashes",
+                      "DROP INDEX ix_file_hashes_content", "DROP INDEX ix_file_hashes_size",
+                      "ALTER TABLE file_hashes DROP COLUMN content_id",
+                      "CREATE INDEX ix_file_hashes_size_prefix ON file_hashes "
+                      "(size, prefix_hash)",
+                      "CREATE INDEX ix_file_hashes_groups ON file_hashes "
+                      "(size, full_hash, hash_algo, host, device, inode)"):
+        conn.execute(text(statement))
+    conn.execute(update(SchemaInfo).values(version=3))
+
+
+def _as_version_2(conn) -> None:  # type: ignore[no-untyped-def]
+    _as_version_3(conn)
+    conn.execute(text("ALTER TABLE scan_metadata DROP COLUMN files_in_groups"))
+    conn.execute(text("DROP INDEX ix_file_hashes_groups"))
+    conn.execute(text("CREATE INDEX ix_file_hashes_size_full ON file_hashes (size, full_hash)"))
+    conn.execute(update(SchemaInfo).values(version=2))
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_an_older_catalogue_is_upgraded_without_loss(db_url: str, tmp_path: Path,
+                                                     version: int) -> None:
+    from dupfinder.db import contents
+
+    for i in range(3):
+        write(tmp_path / f"t/{i}/a", f"same {i}")
+        write(tmp_path / f"t/{i}/b", f"same {i}")
+        write(tmp_path / f"t/{i}/alone", f"alone {i} " * i)
+    os.link(tmp_path / "t/0/a", tmp_path / "t/0/a-link")
     with Catalogue.open(db_url, host=HOST, fallback=False) as cat:
         cat.scan([tmp_path / "t"])
-        with cat.db.engine.begin() as conn:  # as a version-2 catalogue had it
-            conn.execute(text("ALTER TABLE scan_metadata DROP COLUMN files_in_groups"))
-            conn.execute(text("DROP INDEX ix_file_hashes_groups"))
-            conn.execute(text("CREATE INDEX ix_file_hashes_size_full ON file_hashes "
-                              "(size, full_hash)"))
-            conn.execute(update(SchemaInfo).values(version=2))
+        before = {frozenset(f.path for f in g.files) for g in cat.groups()}
+        with cat.db.session() as s:
+            rows = sorted(s.execute(select(FileHash.host, FileHash.path, FileHash.size,
+                                           FileHash.prefix_hash, FileHash.full_hash,
+                                           FileHash.hash_algo)).all())
+        with cat.db.engine.begin() as conn:  # as a version-2 or -3 catalogue had it
+            (_as_version_2 if version == 2 else _as_version_3)(conn)
     with Catalogue.open(db_url, host=HOST, fallback=False) as cat:
-        assert schema_version(cat.db.engine) == SCHEMA_VERSION == 3
+        assert schema_version(cat.db.engine) == SCHEMA_VERSION == 4
         with cat.db.engine.connect() as conn:
             indexes = {i["name"] for i in inspect(conn).get_indexes("file_hashes")}
-        assert "ix_file_hashes_groups" in indexes
-        assert "ix_file_hashes_size_full" not in indexes
-        again = cat.scan([tmp_path / "t"])  # the old record has no files_in_groups
-        assert (again.duplicate_groups, again.files_in_groups) == (1, 2)
-        assert cat.scan([tmp_path / "t"]).files_in_groups == 2
+        assert {"ix_file_hashes_content", "ix_file_hashes_size"} <= indexes
+        assert not indexes & {"ix_file_hashes_groups", "ix_file_hashes_size_full",
+                              "ix_file_hashes_size_prefix"}
+        with cat.db.session() as s:  # every row kept, and the contents built from them
+            assert sorted(s.execute(select(FileHash.host, FileHash.path, FileHash.size,
+                                           FileHash.prefix_hash, FileHash.full_hash,
+                                           FileHash.hash_algo)).all()) == rows
+            assert contents.kept(s) == contents.recount(s)
+            assert contents.linked_correctly(s) == 0
+        assert {frozenset(f.path for f in g.files) for g in cat.groups()} == before
+        again = cat.scan([tmp_path / "t"])
+        assert (again.duplicate_groups, again.files_in_groups) == (3, 7)
+        assert again.files_hashed == 0  # nothing hashed twice
+        assert cat.scan([tmp_path / "t"]).files_in_groups == 7

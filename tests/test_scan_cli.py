@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from dupfinder.config import load_settings
 from dupfinder.db.engine import Database, open_database
 from dupfinder.db.models import FileHash, ScanMetadata
-from tests.helpers import as_unprivileged, blob, groups, scan, write
+from tests.helpers import as_unprivileged, blob, groups, hashes_committed, scan, write
 
 
 def _default_sigint() -> None:
@@ -112,9 +112,7 @@ def _big_tree(root: Path, pairs: int, size: int) -> None:
 
 
 def _hashed(db: Database) -> int:
-    with db.session() as s:
-        return s.scalar(select(func.count()).select_from(FileHash)
-                        .where(FileHash.full_hash.is_not(None))) or 0
+    return hashes_committed(db, "full")
 
 
 def _wait_for(pred: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 60) -> None:

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from dupfinder import Catalogue
-from dupfinder.db import candidates, models
-from dupfinder.scan import workers
+from dupfinder.db import models, pending
 from tests.helpers import HOST, as_unprivileged, blob, write
 
 
@@ -43,10 +42,10 @@ def test_a_hash_read_before_another_scan_rewrote_the_file_is_not_stored(
         cat: Catalogue, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     x = write(tmp_path / "x", b"A" * 20)
     y = write(tmp_path / "y", b"A" * 20)
-    real_save = workers.save_hashes
+    real_save = pending.append
     raced: list[bool] = []
 
-    def save_after_a_race(session, updates):  # type: ignore[no-untyped-def]
+    def save_after_a_race(session, scan_id, updates):  # type: ignore[no-untyped-def]
         if not raced:  # scan A read both files; before it writes, scan B wins a race
             raced.append(True)
             y.write_bytes(b"B" * 20)
@@ -54,16 +53,14 @@ def test_a_hash_read_before_another_scan_rewrote_the_file_is_not_stored(
             os.utime(y, ns=(later, later))
             with Catalogue.open(db_url, host=HOST, fallback=False) as other:
                 assert other.scan([tmp_path], processes=1).sync.changed == 1
-        return real_save(session, updates)
+        return real_save(session, scan_id, updates)
 
     # PostgreSQL's workers write their own results; SQLite's scan writes what they send back
-    monkeypatch.setattr(workers, "save_hashes", save_after_a_race)
-    monkeypatch.setattr(candidates, "save_hashes", save_after_a_race)
+    monkeypatch.setattr(pending, "append", save_after_a_race)
     cat.scan([tmp_path], processes=1)
     assert raced
     assert list(cat.groups()) == []  # x and y differ now: never listed as duplicates
-    monkeypatch.setattr(workers, "save_hashes", real_save)
-    monkeypatch.setattr(candidates, "save_hashes", real_save)
+    monkeypatch.setattr(pending, "append", real_save)
     y.write_bytes(b"A" * 20)
     cat.scan([tmp_path], processes=1)
     assert [[f.path for f in g.files] for g in cat.groups()] == [[str(x), str(y)]]

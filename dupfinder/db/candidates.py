@@ -1,4 +1,4 @@
-"""Which files a scan must hash, and writing the hashes back.
+"""Which files a scan must hash (the results go through :mod:`dupfinder.db.pending`).
 
 Candidates are this host's files anywhere in the catalogue, not only under the scan's roots:
 ``scan ~/Pictures`` then ``scan /backup`` must find the copies between them without a third
@@ -10,12 +10,9 @@ errors (:mod:`dupfinder.scan.workers`).
 
 from __future__ import annotations
 
-import functools
-import time
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from psycopg2.extras import execute_values
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -27,12 +24,10 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    text,
     tuple_,
 )
-from sqlalchemy.orm import Session
 
-from dupfinder.db.bulk import TempTables, fresh_temp_table, pages_by_seq, raw_cursor
+from dupfinder.db.bulk import TempTables, fresh_temp_table, pages_by_seq
 from dupfinder.db.engine import Database
 from dupfinder.db.models import FileHash, PathText
 from dupfinder.db.paths import from_db
@@ -150,132 +145,3 @@ class StagedCandidates(TempTables):
         for rows in pages_by_seq(self.conn, _staged, [c.key for c in _COLUMNS]):
             for _, fid, path, size, mtime_ns, device, inode in rows:
                 yield Candidate(fid, from_db(path), size, mtime_ns, device, inode)
-
-
-class HashWriter:
-    """Writes hash results sent back by the workers from the scan's own process: the way
-    SQLite, which admits one writer, is fastest.
-
-    Workers that wrote their own batches of 1000 queued for the write lock and spent half
-    their time writing (random-order updates at 34-36k rows/s). Here results are gathered
-    and written sorted by id, in one transaction per ``interval`` seconds (or ``MAX_ROWS``,
-    to bound memory), so a killed scan loses at most that much finished work.
-    """
-
-    MAX_ROWS = 50_000
-    # SQLite's page cache for the writer's connection (default 2 MiB): 200k hash updates
-    # in random order took 5.2 s with 2 MiB, 4.0 s with 16, 3.9 s with 32, 3.7 s with 64
-    CACHE_KIB = 32768
-
-    def __init__(self, db: Database, interval: float = 1.0) -> None:
-        self.db, self.interval = db, interval
-        self.pending: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
-        self.queued = 0
-        self._since = time.monotonic()
-        self._session: Session | None = None
-
-    def __enter__(self) -> HashWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        """Close the writer's connection (what is still queued is not written)."""
-        session, self._session = self._session, None
-        if session is not None:
-            session.close()
-
-    def add(self, batch: HashBatch) -> None:
-        """Queue results; write them all once ``interval`` has passed or enough are queued."""
-        self.pending.setdefault(batch.columns, []).extend(batch.rows)
-        self.queued += len(batch.rows)
-        if self.queued >= self.MAX_ROWS or time.monotonic() - self._since >= self.interval:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write and commit everything queued."""
-        pending, self.pending, self.queued = self.pending, {}, 0
-        self._since = time.monotonic()
-        if not pending:
-            return
-        if self._session is None:  # one connection for the stage, with a larger cache
-            self._session = self.db.session()
-            if self.db.backend == "sqlite":
-                self._session.execute(text(f"PRAGMA cache_size=-{self.CACHE_KIB}"))
-        for columns, rows in pending.items():
-            rows.sort()  # by id: rows in key order touch fewer pages
-            save_hashes(self._session, HashBatch(columns, rows))
-        self._session.commit()
-
-
-PREFIX_COLUMNS = ("prefix_hash", "full_hash", "hash_algo")
-FULL_COLUMNS = ("full_hash",)
-
-
-class HashBatch(NamedTuple):
-    """Hash results to write: ``rows`` of (id, size, mtime_ns, inode, *values), where size,
-    mtime_ns and inode are what the file was when it was read and the values fill
-    ``columns`` (:data:`PREFIX_COLUMNS` or :data:`FULL_COLUMNS`). Plain tuples: they cross
-    from the workers to the scan's process by the hundred thousand."""
-
-    columns: tuple[str, ...]
-    rows: list[tuple[Any, ...]]
-
-
-def save_hashes(session: Session, batch: HashBatch) -> int:
-    """Write a batch of hash results; returns the rows written.
-
-    A row is written only where its size, mtime and inode still equal the values read: a
-    concurrent scan that saw the file rewritten at the same size must win, or the stale hash
-    would stay forever.
-    """
-    if not batch.rows:
-        return 0
-    if session.get_bind().dialect.name == "postgresql":
-        # one UPDATE ... FROM (VALUES ...) per batch: ~4x the rows/s of execute_batch
-        cursor = raw_cursor(session)
-        try:
-            execute_values(cursor, _pg_hash_update_sql(batch.columns), batch.rows,
-                           page_size=len(batch.rows))
-            return cursor.rowcount
-        finally:
-            cursor.close()
-    dbapi = session.connection().connection.dbapi_connection
-    before = dbapi.total_changes
-    cursor = dbapi.cursor()
-    try:  # straight to the driver: the scan's one writer is its bottleneck
-        cursor.executemany(_sqlite_hash_update_sql(batch.columns), batch.rows)
-    finally:
-        cursor.close()
-    return dbapi.total_changes - before
-
-
-# the file metadata a hash was computed for: a row whose values differ now was changed by
-# another scan meanwhile, and the hash must not land on it
-_GUARD = ("size", "mtime_ns", "inode")
-
-
-@functools.cache
-def _pg_hash_update_sql(columns: tuple[str, ...]) -> str:
-    """``UPDATE file_hashes ... FROM (VALUES %s)`` for execute_values. The column names
-    come from our own code (FileHash attributes), never from input."""
-    _known(columns)
-    sets = ", ".join(f"{c} = v.{c}" for c in columns)
-    names = ", ".join(("id", *_GUARD, *columns))
-    guard = " AND ".join(f"file_hashes.{g} = v.{g}" for g in _GUARD)
-    return (f"UPDATE file_hashes SET {sets} FROM (VALUES %s) AS v({names}) "
-            f"WHERE file_hashes.id = v.id AND {guard}")
-
-
-@functools.cache
-def _sqlite_hash_update_sql(columns: tuple[str, ...]) -> str:
-    """``UPDATE file_hashes SET ... WHERE id = ?1 AND <guard>`` taking a row of
-    :class:`HashBatch` as it is (numbered parameters)."""
-    _known(columns)
-    sets = ", ".join(f"{c} = ?{n}" for n, c in enumerate(columns, start=5))
-    guard = " AND ".join(f"{g} = ?{n}" for n, g in enumerate(_GUARD, start=2))
-    return f"UPDATE file_hashes SET {sets} WHERE id = ?1 AND {guard}"
-
-
-def _known(columns: tuple[str, ...]) -> None:
-    """Column names go into SQL text: they come from our own code, and must be the table's."""
-    if not set(columns) <= set(FileHash.__table__.c.keys()):
-        raise ValueError(f"unknown columns: {columns}")

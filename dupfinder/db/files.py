@@ -96,7 +96,8 @@ def _upsert_statement(dialect: str) -> Any:
 
 def on_conflict(ins: Any) -> Any:
     """The upsert rule: a known (host, path) takes the new metadata and keeps its hashes
-    only when size, mtime, device and inode are unchanged."""
+    (and its content) only when size, mtime, device and inode are unchanged. The caller
+    refreshes the contents of the rows it changed (:mod:`dupfinder.db.contents`)."""
     t = FileHash.__table__
     ex = ins.excluded
     c = t.c
@@ -117,6 +118,7 @@ def on_conflict(ins: Any) -> Any:
             "prefix_hash": case((same, c.prefix_hash), else_=None),
             "full_hash": case((same, c.full_hash), else_=None),
             "hash_algo": case((same, c.hash_algo), else_=None),
+            "content_id": case((same, c.content_id), else_=None),
         },
     )
 

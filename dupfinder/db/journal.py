@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from dupfinder.db import contents
 from dupfinder.db.bulk import batched
 from dupfinder.db.files import upsert_files
 from dupfinder.db.models import ActionEntry, ActionRun, FileHash
@@ -205,17 +206,21 @@ def set_run_status(session: Session, run_id: int, status: RunStatus) -> None:
 
 def forget_file(session: Session, host: str, path: str) -> None:
     """A file left its place (deleted, trashed, moved, replaced by a symlink)."""
-    session.execute(delete(FileHash).where(FileHash.host == host,
-                                           FileHash.path == to_db(path)))
+    where = (FileHash.host == host, FileHash.path == to_db(path))
+    touched = set(session.scalars(select(FileHash.content_id).where(*where)))
+    session.execute(delete(FileHash).where(*where))
+    contents.refresh(session, touched)
 
 
 def relink_file(session: Session, host: str, path: str, device: int, inode: int, nlink: int,
                 mtime_ns: int) -> None:
-    """A file became a hard link of its keeper: same content, the keeper's inode."""
-    session.execute(
-        update(FileHash).where(FileHash.host == host, FileHash.path == to_db(path))
-        .values(device=device, inode=inode, nlink=nlink, mtime_ns=mtime_ns)
-    )
+    """A file became a hard link of its keeper (or a clone of it): same content, the
+    keeper's inode, so its content counts one inode less."""
+    where = (FileHash.host == host, FileHash.path == to_db(path))
+    touched = set(session.scalars(select(FileHash.content_id).where(*where)))
+    session.execute(update(FileHash).where(*where)
+                    .values(device=device, inode=inode, nlink=nlink, mtime_ns=mtime_ns))
+    contents.refresh(session, touched)
 
 
 def restore_file(session: Session, host: str, path: str, size: int, mtime_ns: int,
@@ -225,21 +230,23 @@ def restore_file(session: Session, host: str, path: str, size: int, mtime_ns: in
     ``like`` (the copy that stayed) when that row still has the content journaled, and
     ``dupes`` lists it again at once, without a rescan."""
     now = db_now(session)
+    where = (FileHash.host == host, FileHash.path == to_db(path))
+    touched = set(session.scalars(select(FileHash.content_id).where(*where)))
     upsert_files(session, [{
         "host": host, "path": path, "name": path.rsplit("/", 1)[-1], "size": size,
         "mtime_ns": mtime_ns, "device": device, "inode": inode, "nlink": nlink,
         "scan_id": None, "first_seen": now, "last_seen": now,
     }])
-    if like is None or full_hash is None:
-        return
-    kept = session.execute(
-        select(FileHash.prefix_hash, FileHash.full_hash, FileHash.hash_algo)
-        .where(FileHash.host == host, FileHash.path == to_db(like), FileHash.size == size,
-               FileHash.full_hash == full_hash)
-    ).first()
-    if kept is not None:
-        session.execute(
-            update(FileHash).where(FileHash.host == host, FileHash.path == to_db(path))
-            .values(prefix_hash=kept.prefix_hash, full_hash=kept.full_hash,
-                    hash_algo=kept.hash_algo)
-        )
+    if like is not None and full_hash is not None:
+        kept = session.execute(
+            select(FileHash.prefix_hash, FileHash.full_hash, FileHash.hash_algo,
+                   FileHash.content_id)
+            .where(FileHash.host == host, FileHash.path == to_db(like),
+                   FileHash.size == size, FileHash.full_hash == full_hash)
+        ).first()
+        if kept is not None:
+            session.execute(update(FileHash).where(*where).values(
+                prefix_hash=kept.prefix_hash, full_hash=kept.full_hash,
+                hash_algo=kept.hash_algo, content_id=kept.content_id))
+    touched.update(session.scalars(select(FileHash.content_id).where(*where)))
+    contents.refresh(session, touched)

@@ -3,6 +3,10 @@
 Tables
 ------
 ``file_hashes``     one row per file per host: the catalogue.
+``contents``        one row per full-hashed content: how many files, inodes and hosts hold
+                    it and the bytes its extra copies waste, kept equal to the rows.
+``pending_hashes``  hash results of running scans, appended unindexed and merged into
+                    ``file_hashes`` in key order.
 ``scan_metadata``   one row per scan: roots, options, counts, status.
 ``action_runs``     one row per ``dupfinder dedupe`` run.
 ``action_journal``  one row per planned file action, written before the action is made.
@@ -24,13 +28,17 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    column,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # 2: action_runs.pid (find dead runs), action_journal.uid/gid (restore ownership)
 # 3: scan_metadata.files_in_groups (an unchanged rescan reuses the totals of the last scan);
 #    ix_file_hashes_groups covers the group queries (replaces ix_file_hashes_size_full)
-SCHEMA_VERSION = 3
+# 4: contents (the table of contents every question reads), file_hashes.content_id and its
+#    index (replace ix_file_hashes_groups); ix_file_hashes_size holds the algorithm;
+#    pending_hashes
+SCHEMA_VERSION = 4
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -54,21 +62,22 @@ class FileHash(Base):
     """A file seen by a scan on one host, with the hashes computed for it so far.
 
     ``prefix_hash`` and ``full_hash`` are NULL until a stage needs them; ``hash_algo`` tells
-    which algorithm produced them. (host, path) is unique, so several machines can share one
-    catalogue. ``mtime_ns`` is the exact modification time in nanoseconds.
+    which algorithm produced them, and ``content_id`` names the :class:`Content` of a full
+    hash (NULL exactly when ``full_hash`` is). (host, path) is unique, so several machines
+    can share one catalogue. ``mtime_ns`` is the exact modification time in nanoseconds.
     """
 
     __tablename__ = "file_hashes"
     __table_args__ = (
         UniqueConstraint("host", "path", name="uq_file_hashes_host_path"),
-        # "same size" (leading column), "same size and prefix", "same size and content".
-        # Size leads both: a hash written later moves its index entry only within its
-        # size's cluster (measured: 43k hash updates 0.70 s vs 1.11 s with full_hash alone)
-        Index("ix_file_hashes_size_prefix", "size", "prefix_hash"),
-        # the group queries read only this index (no row of the table) and in its order:
-        # counting 1M files' groups on SQLite took 7.1 s with (size, full_hash), 2.1 s so
-        Index("ix_file_hashes_groups", "size", "full_hash", "hash_algo", "host", "device",
-              "inode"),
+        # "same size", "same size and algorithm", "same size and prefix": every count a
+        # scan or `unique` needs is a range of this index. Size leads, so a hash written
+        # later moves its entry only within its size's cluster.
+        Index("ix_file_hashes_size", "size", "hash_algo", "prefix_hash"),
+        # the files of a content, with what counting its inodes needs; only hashed rows
+        Index("ix_file_hashes_content", "content_id", "host", "device", "inode",
+              sqlite_where=column("content_id").is_not(None),
+              postgresql_where=column("content_id").is_not(None)),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -86,6 +95,51 @@ class FileHash(Base):
     first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     scan_id: Mapped[int | None] = mapped_column(BigInteger)
+    content_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Content(Base):
+    """One content (size, algorithm, full hash) and who holds it: ``files`` rows, ``inodes``
+    distinct (host, device, inode), ``hosts``, and ``wasted`` = (inodes - 1) * size. A
+    duplicate group is a content with two inodes or more. Every write of ``file_hashes``
+    refreshes the contents it touched in the same transaction
+    (:func:`dupfinder.db.contents.refresh`), so these counts always equal a recount."""
+
+    __tablename__ = "contents"
+    __table_args__ = (
+        UniqueConstraint("full_hash", "size", "hash_algo", name="uq_contents_hash"),
+        # the groups, biggest waste first, without reading the single-copy contents
+        Index("ix_contents_wasted", "wasted", sqlite_where=column("inodes") > 1,
+              postgresql_where=column("inodes") > 1),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    hash_algo: Mapped[str] = mapped_column(String(16))
+    full_hash: Mapped[str] = mapped_column(String(128))
+    files: Mapped[int] = mapped_column(BigInteger, default=0)
+    inodes: Mapped[int] = mapped_column(BigInteger, default=0)
+    hosts: Mapped[int] = mapped_column(Integer, default=0)
+    wasted: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class PendingHash(Base):
+    """A hash result a scan has not merged into ``file_hashes`` yet: appended with no index
+    (committed at least once a second, so a killed scan loses at most that much) and merged
+    in key order once per stage, or by the next scan. ``size``, ``mtime_ns`` and ``inode``
+    are what the file was when read: a row that differs now is not given the hash."""
+
+    __tablename__ = "pending_hashes"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    scan_id: Mapped[int] = mapped_column(BigInteger)
+    file_id: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    inode: Mapped[int] = mapped_column(BigInteger)
+    prefix_hash: Mapped[str | None] = mapped_column(String(128))
+    full_hash: Mapped[str | None] = mapped_column(String(128))
+    hash_algo: Mapped[str] = mapped_column(String(16))
 
 
 class ScanMetadata(Base):

@@ -1,7 +1,8 @@
-"""Read-side queries: duplicate groups with their files, statistics, the latest scans.
+"""Read-side queries: statistics, files, hosts, the latest scans (duplicate groups are in
+:mod:`dupfinder.db.groups`, re-exported here).
 
-Everything streams: groups arrive one after another, in order, from one query, so a
-catalogue of millions of rows is never held in memory. Folders are filesystem paths.
+Everything streams, so a catalogue of millions of rows is never held in memory. Folders are
+filesystem paths.
 """
 
 from __future__ import annotations
@@ -9,128 +10,27 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dupfinder.db.bulk import STREAM_ROWS
 from dupfinder.db.files import under
+from dupfinder.db.groups import Group, GroupFile, Totals, group_totals, iter_groups
 from dupfinder.db.models import FileHash, ScanMetadata
 from dupfinder.db.paths import from_db
 from dupfinder.db.scans import recent_scans
 from dupfinder.db.selection import EVERYTHING, Selection
 from dupfinder.errors import UsageError
 from dupfinder.paths import display, for_message
-from dupfinder.states import GroupSort
 
 F = FileHash
-
-
-@dataclass(frozen=True)
-class GroupFile:
-    """One file of a duplicate group."""
-
-    path: str
-    host: str
-    mtime_ns: int
-    device: int
-    inode: int
-
-
-@dataclass
-class Group:
-    """Files with one content: same algorithm, full hash and size, on >= 2 inodes."""
-
-    number: int
-    size: int
-    hash: str
-    algorithm: str
-    inodes: int
-    wasted: int
-    files: list[GroupFile] = field(default_factory=list)
-
-
-def duplicate_groups(sel: Selection = EVERYTHING) -> Select[Any]:
-    """Select one row per duplicate group: hash_algo, full_hash, size, files, inodes, wasted.
-
-    A group is content (algorithm, full hash, size) held by at least two distinct inodes;
-    hard links to one inode do not count as wasted space.
-    """
-    per_inode = (
-        select(F.hash_algo, F.full_hash, F.size, F.host, F.device, F.inode,
-               func.count().label("links"), *sel.inode_flags())
-        .where(F.full_hash.is_not(None), *sel.member_conditions())
-        # in the order of ix_file_hashes_groups, which then needs no sort
-        .group_by(F.size, F.full_hash, F.hash_algo, F.host, F.device, F.inode)
-        .subquery()
-    )
-    return (
-        select(
-            per_inode.c.hash_algo,
-            per_inode.c.full_hash,
-            per_inode.c.size,
-            func.sum(per_inode.c.links).label("files"),
-            func.count().label("inodes"),
-            ((func.count() - 1) * per_inode.c.size).label("wasted"),
-        )
-        .group_by(per_inode.c.size, per_inode.c.full_hash, per_inode.c.hash_algo)
-        .having(func.count() > 1, *sel.group_conditions(per_inode))
-    )
-
-
-class Totals(NamedTuple):
-    """Duplicate groups over a selection, counted by the database."""
-
-    groups: int
-    files: int
-    wasted: int
-
-
-def group_totals(session: Session, sel: Selection = EVERYTHING) -> Totals:
-    """(groups, files in groups, wasted bytes) over the selected files."""
-    groups = duplicate_groups(sel).subquery()
-    row = session.execute(
-        select(func.count(), func.coalesce(func.sum(groups.c.files), 0),
-               func.coalesce(func.sum(groups.c.wasted), 0))
-    ).one()
-    return Totals(int(row[0]), int(row[1]), int(row[2]))
-
-
-def iter_groups(session: Session, sel: Selection = EVERYTHING,
-                sort: GroupSort = GroupSort.WASTED) -> Iterator[Group]:
-    """Stream duplicate groups, biggest waste first (or by ``size`` or file ``count``).
-
-    Only files in the selection take part. Within a group files are ordered by host and
-    path.
-    """
-    g = duplicate_groups(sel).subquery()
-    order = {GroupSort.WASTED: g.c.wasted, GroupSort.SIZE: g.c.size,
-             GroupSort.COUNT: g.c.files}[GroupSort(sort)]
-    stmt = (
-        select(g.c.hash_algo, g.c.full_hash, g.c.size, g.c.inodes, g.c.wasted,
-               F.path, F.host, F.mtime_ns, F.device, F.inode)
-        .join(g, and_(F.size == g.c.size, F.full_hash == g.c.full_hash,
-                      F.hash_algo == g.c.hash_algo))
-        .where(*sel.member_conditions())
-        .order_by(order.desc(), g.c.size.desc(), g.c.full_hash, g.c.hash_algo, F.host, F.path)
-        .execution_options(yield_per=STREAM_ROWS)
-    )
-    current: Group | None = None
-    number = 0
-    for row in session.execute(stmt):
-        if current is None or (current.hash, current.size, current.algorithm) != \
-                (row.full_hash, row.size, row.hash_algo):
-            if current is not None:
-                yield current
-            number += 1
-            current = Group(number, int(row.size), row.full_hash, row.hash_algo,
-                            int(row.inodes), int(row.wasted))
-        current.files.append(GroupFile(from_db(row.path), row.host, row.mtime_ns, row.device,
-                                       row.inode))
-    if current is not None:
-        yield current
+# the group queries' names, as the rest of the code has always imported them from here
+__all__ = ["EVERYTHING", "CatalogFile", "Group", "GroupFile", "Selection", "Stats", "Totals",
+           "Waste", "catalogue_hosts", "check_selection", "group_totals", "iter_files",
+           "iter_groups", "scan_overview", "scanned_roots", "stats"]
 
 
 class CatalogFile(NamedTuple):

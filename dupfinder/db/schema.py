@@ -13,7 +13,16 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from dupfinder import __version__
-from dupfinder.db.models import SCHEMA_VERSION, Base, SchemaInfo, utcnow
+from dupfinder.db.contents import build_all
+from dupfinder.db.models import (
+    SCHEMA_VERSION,
+    Base,
+    Content,
+    FileHash,
+    PendingHash,
+    SchemaInfo,
+    utcnow,
+)
 from dupfinder.errors import DatabaseError, one_line
 
 # Advisory lock key: the ASCII of "dupf" as a number.
@@ -37,8 +46,21 @@ def _v2_to_v3(conn: Connection) -> None:
                       "(size, full_hash, hash_algo, host, device, inode)"))
 
 
+def _v3_to_v4(conn: Connection) -> None:
+    """Every question reads a table of contents kept equal to the rows; hash results of a
+    running scan wait in an unindexed table; the size index holds the algorithm."""
+    Base.metadata.create_all(conn, tables=[Content.__table__, PendingHash.__table__])
+    conn.execute(text("ALTER TABLE file_hashes ADD COLUMN content_id BIGINT"))
+    conn.execute(text("DROP INDEX IF EXISTS ix_file_hashes_groups"))
+    conn.execute(text("DROP INDEX IF EXISTS ix_file_hashes_size_prefix"))
+    build_all(conn)
+    for index in FileHash.__table__.indexes:
+        index.create(conn, checkfirst=True)
+
+
 # version N -> function that upgrades a version-N database to N+1, in place.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3,
+                                                       3: _v3_to_v4}
 
 
 def ensure_schema(engine: Engine) -> int:

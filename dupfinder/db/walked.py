@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from dupfinder.db import contents
 from dupfinder.db.bulk import TempTables, fresh_temp_table, pages_by_seq, signed64
 from dupfinder.db.engine import Database
 from dupfinder.db.files import on_conflict, under
@@ -197,11 +198,13 @@ class WalkTable(TempTables):
         there the whole walk is compared in one statement."""
         if upto <= self._written:
             return
-        count_stmt, upsert_stmt = _statements(self.conn.dialect.name)
+        count_stmt, upsert_stmt, changed_stmt = _statements(self.conn.dialect.name)
         chunk = {**self.params, "lo": self._written, "hi": upto}
         row = self.conn.execute(count_stmt, chunk).one()
         if row.new or row.changed:  # an unchanged chunk costs one join, not two
+            touched = set(self.conn.scalars(changed_stmt, chunk)) if row.changed else set()
             self.conn.execute(upsert_stmt, chunk)
+            contents.refresh(self.conn, touched)
         self.conn.commit()
         c = self.counts
         self.counts = Counts(c.seen + row.seen, c.new + row.new, c.changed + row.changed,
@@ -230,15 +233,17 @@ class WalkTable(TempTables):
         """Remove catalogue rows by id; committed."""
         if not ids:
             return 0
+        touched = contents.ids_of_rows(self.conn, ids)
         n = self.conn.execute(delete(F).where(F.id.in_(ids))).rowcount or 0
+        contents.refresh(self.conn, touched)
         self.conn.commit()
         return n
 
 
 @functools.cache
-def _statements(dialect: str) -> tuple[Any, Any]:
-    """The chunk's counting query and its upsert: staged rows in (lo, hi], joined with the
-    host's catalogue rows by path."""
+def _statements(dialect: str) -> tuple[Any, Any, Any]:
+    """The chunk's counting query, its upsert, and the contents of the rows it changes:
+    staged rows in (lo, hi], joined with the host's catalogue rows by path."""
     w = _walked.c
     joined = _walked.outerjoin(F, and_(F.host == bindparam("host"), F.path == w.path))
     differs = or_(F.size != w.size, F.mtime_ns != w.mtime_ns, F.device != w.device,
@@ -259,4 +264,6 @@ def _statements(dialect: str) -> tuple[Any, Any]:
     upsert = on_conflict(insert.from_select(
         ["host", "path", "name", "size", "mtime_ns", "device", "inode", "nlink", "scan_id",
          "first_seen", "last_seen"], rows))
-    return count, upsert
+    changed = (select(F.content_id).select_from(joined)
+               .where(in_chunk, F.content_id.is_not(None), differs))
+    return count, upsert, changed

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
-from dupfinder.db import candidates, scans
+from dupfinder.db import candidates, pending, scans
 from dupfinder.db.engine import Database
 from dupfinder.db.queries import Selection, group_totals
 from dupfinder.errors import DatabaseError, UsageError, one_line
@@ -213,13 +213,17 @@ def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
         scan_id, started = scans.start_scan(session, host, roots, tag,
                                             _options_record(options), os.getpid())
         session.commit()
+        orphaned = pending.orphans(session)
+    with _db_errors():
+        for earlier in orphaned:  # results a killed scan committed and never merged
+            pending.merge(db, earlier)
     summary = ScanSummary(scan_id=scan_id, roots=roots)
     try:
         with _db_errors():
             _walk_and_sync(db, host, roots, options, summary, bars, started)
             settled = _settled(db, host, roots, tag, options, summary)
             if settled is None:
-                settings = HashSettings(db.url_string(), options.algorithm, tag,
+                settings = HashSettings(db.url_string(), scan_id, options.algorithm, tag,
                                         options.prefix_size, options.chunk_size,
                                         workers_write=db.backend != "sqlite")
                 _HashStages(db, host, tag, options, summary, bars, settings).run()
@@ -333,7 +337,8 @@ class _HashStages:
         opts = self.options
         by_bytes = stage == Stage.FULL
         writing = (nullcontext(None) if self.settings.workers_write
-                   else candidates.HashWriter(self.db, opts.commit_interval))
+                   else pending.PendingWriter(self.db, self.summary.scan_id,
+                                              opts.commit_interval))
         with writing as writer, candidates.StagedCandidates(self.db, stmt) as staged:
             if staged.files:
                 total = staged.bytes if by_bytes else staged.files
@@ -353,6 +358,7 @@ class _HashStages:
                         raise
             if writer is not None:
                 writer.flush()
+        pending.merge(self.db, self.summary.scan_id)
         self.summary.stage_seconds[stage] = time.perf_counter() - t
 
     def _add(self, result: TaskResult, stage: Stage) -> None:

@@ -1,11 +1,12 @@
 """Hashing tasks and the process pool that runs them.
 
 On PostgreSQL each worker process opens its own engine and session from the database URL
-(never one inherited through fork), hashes a task's files and writes the results in one
-batched statement before taking the next task, so the workers write in parallel and whatever
-finished is committed if the scan dies. SQLite admits one writer at a time: there the
-workers only hash and send their results back, and the scan's own process writes them in
-larger sorted transactions (:class:`dupfinder.db.candidates.HashWriter`). Works with the
+(never one inherited through fork), hashes a task's files and appends the results to the
+pending table (:mod:`dupfinder.db.pending`) in one COPY before taking the next task, so the
+workers write in parallel and whatever finished is committed if the scan dies. SQLite admits
+one writer at a time: there the workers only hash and send their results back, and the
+scan's own process appends them, at least once a second
+(:class:`dupfinder.db.pending.PendingWriter`). Works with the
 ``fork``, ``spawn`` and ``forkserver`` start methods.
 
 Any worker failure (its set-up, a task, the process itself) ends the scan with one error
@@ -31,13 +32,8 @@ from typing import Any, NamedTuple
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from dupfinder.db.candidates import (
-    FULL_COLUMNS,
-    PREFIX_COLUMNS,
-    Candidate,
-    HashBatch,
-    save_hashes,
-)
+from dupfinder.db import pending
+from dupfinder.db.candidates import Candidate
 from dupfinder.db.engine import Database, worker_database
 from dupfinder.errors import DatabaseError, DupfinderError, one_line, quiet_library_logs
 from dupfinder.scan.hashing import FileChanged, Reader
@@ -81,7 +77,7 @@ class TaskResult:
     bytes_read: int = 0
     changed: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
-    updates: HashBatch | None = None  # results not written yet (SQLite)
+    updates: list[pending.Result] | None = None  # results not written yet (SQLite)
     # the first catalogue id of each file read: in the prefix stage only files read in
     # part (the full stage may read them again), in the full stage every one, so that the
     # scan counts each file and its bytes once
@@ -93,6 +89,7 @@ class HashSettings:
     """Everything a worker needs to hash; picklable for ``spawn``."""
 
     url: str
+    scan_id: int
     algorithm: str
     tag: str
     prefix_size: int
@@ -100,26 +97,27 @@ class HashSettings:
     workers_write: bool = True  # False: results go back to the scan's one writer
 
 
-def hash_task(db: Database | None, reader: Reader, tag: str, task: Task) -> TaskResult:
-    """Hash a task's files; returns the counts. With a database the results are saved in
-    one statement and committed; without (SQLite's workers) they are returned in
-    ``updates`` for the scan's one writer."""
+def hash_task(db: Database | None, reader: Reader, tag: str, task: Task,
+              scan_id: int = 0) -> TaskResult:
+    """Hash a task's files; returns the counts. With a database the results are appended to
+    the pending table in one statement and committed; without (SQLite's workers) they are
+    returned in ``updates`` for the scan's one writer."""
     result = TaskResult()
     prefix = task.stage == Stage.PREFIX
-    rows: list[tuple[Any, ...]] = []
+    rows: list[pending.Result] = []
     for item in task.items:
         try:
             if prefix:
                 digest, full, nread = reader.prefix(item.path, item.size, item.mtime_ns)
-                rows.extend((i, item.size, item.mtime_ns, item.inode, digest, full, tag)
-                            for i in item.ids)
+                rows.extend(pending.Result(i, item.size, item.mtime_ns, item.inode, digest,
+                                           full, tag) for i in item.ids)
                 result.bytes_read += nread
                 if full is None:
                     result.read.append((item.ids[0], nread))
             else:
                 digest = reader.full(item.path, item.size, item.mtime_ns)
-                rows.extend((i, item.size, item.mtime_ns, item.inode, digest)
-                            for i in item.ids)
+                rows.extend(pending.Result(i, item.size, item.mtime_ns, item.inode, None,
+                                           digest, tag) for i in item.ids)
                 result.bytes_read += item.size
                 result.read.append((item.ids[0], item.size))
             result.files += 1
@@ -127,12 +125,11 @@ def hash_task(db: Database | None, reader: Reader, tag: str, task: Task) -> Task
             result.changed += 1
         except OSError as exc:
             result.errors.append((item.path, exc.strerror or type(exc).__name__))
-    batch = HashBatch(PREFIX_COLUMNS if prefix else FULL_COLUMNS, rows)
     if db is None:
-        result.updates = batch
+        result.updates = rows
     elif rows:
         with db.session() as session:
-            save_hashes(session, batch)
+            pending.append(session, scan_id, rows)
             session.commit()
     return result
 
@@ -157,7 +154,7 @@ class TaskFailed(Exception):
         return cls("error", f"{type(exc).__name__}: {one_line(exc)}")
 
 
-_worker: tuple[Database | None, Reader, str] | None = None
+_worker: tuple[Database | None, Reader, str, int] | None = None
 _init_failure: TaskFailed | None = None
 
 _PR_SET_PDEATHSIG = 1
@@ -227,7 +224,7 @@ def _init_worker(settings: HashSettings, scan_pid: int) -> None:
         if db is not None:
             Finalize(db, db.dispose, exitpriority=10)
         _worker = (db, Reader(settings.algorithm, settings.prefix_size, settings.chunk_size),
-                   settings.tag)
+                   settings.tag, settings.scan_id)
     except Exception as exc:  # noqa: BLE001 - reported by the first task, as one line
         _init_failure = TaskFailed.of(exc)
 
@@ -237,9 +234,9 @@ def _run(task: Task) -> TaskResult:
     if _init_failure is not None:
         raise _init_failure
     assert _worker is not None, "worker not initialised"
-    db, reader, tag = _worker
+    db, reader, tag, scan_id = _worker
     try:
-        return hash_task(db, reader, tag, task)
+        return hash_task(db, reader, tag, task, scan_id)
     except Exception as exc:  # noqa: BLE001 - reported to the scan as one line
         raise TaskFailed.of(exc) from None
 
@@ -278,7 +275,7 @@ class Hashers:
         self.processes = processes
         self.start_method = start_method
         self.pool: ProcessPoolExecutor | None = None
-        self.local: tuple[Database | None, Reader, str] | None = None
+        self.local: tuple[Database | None, Reader, str, int] | None = None
 
     def _start_pool(self) -> ProcessPoolExecutor:
         """Start the workers when the first task arrives (a rescan with nothing to hash
@@ -298,10 +295,11 @@ class Hashers:
             if self.local is None:
                 s = self.settings
                 self.local = (self.db if s.workers_write else None,
-                              Reader(s.algorithm, s.prefix_size, s.chunk_size), s.tag)
-            db, reader, tag = self.local
+                              Reader(s.algorithm, s.prefix_size, s.chunk_size), s.tag,
+                              s.scan_id)
+            db, reader, tag, scan_id = self.local
             for task in tasks:
-                yield hash_task(db, reader, tag, task)
+                yield hash_task(db, reader, tag, task, scan_id)
             return
         pending: set[Future[TaskResult]] = set()
         limit = 2 * self.processes

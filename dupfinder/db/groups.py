@@ -1,0 +1,190 @@
+"""Duplicate groups, read from the table of contents (:mod:`dupfinder.db.contents`).
+
+A group is a content (size, algorithm, full hash) held by at least two distinct inodes;
+hard links to one inode are one file, not wasted space. A question about the whole
+catalogue reads the kept counts: groups come biggest waste first straight from
+``ix_contents_wasted``, a page at a time, and each page's files from
+``ix_file_hashes_content``. A question about some folders, one host or reference folders
+starts from the rows it is about (a range of the (host, path) index, or one host's rows),
+takes the contents they hold and counts the groups over the selected members only: its
+cost follows its answer, not the catalogue. Every page is a short read of its own, so
+nothing holds a SQLite read transaction open while the output is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_
+from sqlalchemy.orm import Session
+
+from dupfinder.db.files import under
+from dupfinder.db.models import Content, FileHash
+from dupfinder.db.paths import from_db
+from dupfinder.db.selection import EVERYTHING, Selection
+from dupfinder.states import GroupSort
+
+F, C = FileHash, Content
+PAGE = 1000  # groups per page
+MEMBERS = 500  # contents per member query
+
+
+@dataclass(frozen=True)
+class GroupFile:
+    """One file of a duplicate group."""
+
+    path: str
+    host: str
+    mtime_ns: int
+    device: int
+    inode: int
+
+
+@dataclass
+class Group:
+    """Files with one content: same algorithm, full hash and size, on >= 2 inodes."""
+
+    number: int
+    size: int
+    hash: str
+    algorithm: str
+    inodes: int
+    wasted: int
+    files: list[GroupFile] = field(default_factory=list)
+
+
+class Totals(NamedTuple):
+    """Duplicate groups over a selection."""
+
+    groups: int
+    files: int
+    wasted: int
+
+
+class _Row(NamedTuple):
+    content_id: int
+    size: int
+    hash: str
+    algo: str
+    files: int
+    inodes: int
+    wasted: int
+
+
+def whole(sel: Selection) -> bool:
+    """Whether ``sel`` asks about every group (at most a size limit): the kept counts of
+    the contents are then its answer as they stand."""
+    return not (sel.host or sel.roots or sel.references)
+
+
+def _entry_conditions(sel: Selection) -> list[ColumnElement[bool]]:
+    """The rows a selection starts from: under its folders, else under its reference
+    folders, else of its host."""
+    conds: list[ColumnElement[bool]] = [F.content_id.is_not(None)]
+    if sel.host:
+        conds.append(F.host == sel.host)
+    if sel.roots:
+        conds.append(under(sel.roots))
+    elif sel.references:
+        conds.append(or_(*(r.condition() for r in sel.references)))
+    return conds
+
+
+def group_rows(sel: Selection = EVERYTHING) -> Select[Any]:
+    """One row per duplicate group of the selection: content_id, size, hash, algo, files,
+    inodes, wasted (counted over the selected members)."""
+    if whole(sel):
+        return select(C.id.label("content_id"), C.size, C.full_hash.label("hash"),
+                      C.hash_algo.label("algo"), C.files, C.inodes, C.wasted).where(
+            C.inodes > 1, C.size >= sel.min_size)
+    held = select(F.content_id).where(*_entry_conditions(sel))
+    per_inode = (
+        select(F.content_id, func.count().label("links"), *sel.inode_flags())
+        .where(F.content_id.in_(held), *sel.member_conditions())
+        .group_by(F.content_id, F.host, F.device, F.inode)
+        .subquery()
+    )
+    g = (select(per_inode.c.content_id, func.sum(per_inode.c.links).label("files"),
+                func.count().label("inodes"))
+         .group_by(per_inode.c.content_id)
+         .having(func.count() > 1, *sel.group_conditions(per_inode))
+         .subquery())
+    return (select(g.c.content_id, C.size, C.full_hash.label("hash"),
+                   C.hash_algo.label("algo"), g.c.files, g.c.inodes,
+                   ((g.c.inodes - 1) * C.size).label("wasted"))
+            .join(C, C.id == g.c.content_id))
+
+
+def group_totals(session: Session, sel: Selection = EVERYTHING) -> Totals:
+    """(groups, files in groups, wasted bytes) over the selection."""
+    g = group_rows(sel).subquery()
+    row = session.execute(select(func.count(), func.coalesce(func.sum(g.c.files), 0),
+                                 func.coalesce(func.sum(g.c.wasted), 0))).one()
+    return Totals(int(row[0]), int(row[1]), int(row[2]))
+
+
+_ORDER = {  # biggest first; ties by size, then by hash and algorithm, all descending
+    GroupSort.WASTED: lambda r: (r.wasted, r.size, r.hash, r.algo),
+    GroupSort.SIZE: lambda r: (r.size, r.wasted, r.hash, r.algo),
+    GroupSort.COUNT: lambda r: (r.files, r.wasted, r.size, r.hash, r.algo),
+}
+
+
+def iter_groups(session: Session, sel: Selection = EVERYTHING,
+                sort: GroupSort = GroupSort.WASTED) -> Iterator[Group]:
+    """Stream duplicate groups, biggest waste first (or by ``size`` or file ``count``), each
+    with its selected files ordered by host and path."""
+    order = GroupSort(sort)
+    pages = (_whole_pages(session, sel) if whole(sel) and order == GroupSort.WASTED
+             else _sorted_pages(session, sel, order))
+    number = 0
+    for page in pages:
+        members = _members(session, sel, [r.content_id for r in page])
+        session.rollback()  # no read outlives a page
+        for r in page:
+            number += 1
+            yield Group(number, int(r.size), r.hash, r.algo, int(r.inodes), int(r.wasted),
+                        members.get(r.content_id, []))
+
+
+def _whole_pages(session: Session, sel: Selection) -> Iterator[list[_Row]]:
+    """Every group in ``ix_contents_wasted`` order, a page at a time, by key."""
+    key = (C.wasted, C.size, C.full_hash, C.hash_algo)
+    base = group_rows(sel).order_by(*(k.desc() for k in key)).limit(PAGE)
+    last: tuple[Any, ...] | None = None
+    while True:
+        stmt = base if last is None else base.where(tuple_(*key) < tuple_(*last))
+        page = [_Row(*r) for r in session.execute(stmt)]
+        if not page:
+            return
+        yield page
+        tail = page[-1]
+        last = (tail.wasted, tail.size, tail.hash, tail.algo)
+        if len(page) < PAGE:
+            return
+
+
+def _sorted_pages(session: Session, sel: Selection, order: GroupSort
+                  ) -> Iterator[list[_Row]]:
+    """The selection's groups (as many as its answer has), sorted, then paged."""
+    rows = sorted((_Row(*r) for r in session.execute(group_rows(sel))), key=_ORDER[order],
+                  reverse=True)
+    session.rollback()
+    for i in range(0, len(rows), PAGE):
+        yield rows[i:i + PAGE]
+
+
+def _members(session: Session, sel: Selection, ids: Sequence[int]
+             ) -> dict[int, list[GroupFile]]:
+    """The selected files of the contents ``ids``, by host and path."""
+    out: dict[int, list[GroupFile]] = {}
+    for i in range(0, len(ids), MEMBERS):
+        part = ids[i:i + MEMBERS]
+        for cid, path, host, mtime, device, inode in session.execute(
+                select(F.content_id, F.path, F.host, F.mtime_ns, F.device, F.inode)
+                .where(F.content_id.in_(part), *sel.member_conditions())
+                .order_by(F.content_id, F.host, F.path)):
+            out.setdefault(cid, []).append(GroupFile(from_db(path), host, mtime, device, inode))
+    return out
