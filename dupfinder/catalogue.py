@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import fields
+from dataclasses import replace
 from typing import Any
 
 from dupfinder.actions import apply as _apply
@@ -33,9 +33,9 @@ from dupfinder.db.selection import Reference, Selection
 from dupfinder.db.unique import UniqueFile, UniqueTotals, unique_files, unique_totals
 from dupfinder.errors import SafetyError, UsageError
 from dupfinder.paths import PathArg, absolute, display
-from dupfinder.scan.pipeline import ScanOptions, ScanSummary, check_options, resolve_roots
+from dupfinder.scan.options import ScanOptions, make_options, resolve_roots
+from dupfinder.scan.pipeline import ScanSummary
 from dupfinder.scan.pipeline import run_scan as _run_scan
-from dupfinder.scan.walk import WalkOptions
 from dupfinder.states import Action, EntryState, GroupSort, KeepPolicy, Scope
 from dupfinder.units import parse_size
 
@@ -126,29 +126,12 @@ class Catalogue:
     @staticmethod
     def scan_options(**options: Any) -> ScanOptions:
         """Checked scan options. Walk filters (``min_size``, ``max_size``, ``include``,
-        ``exclude``, ``hidden``, ``follow_links``, ``one_file_system``, ``max_depth``) and
-        hashing options (``algorithm``, ``processes``, ``batch_size``, ``chunk_size``,
-        ``prefix_size``, ``commit_interval``, ``start_method``, ``progress``); sizes may be
-        ``"10k"`` forms."""
-        walk_keys = {f.name for f in fields(WalkOptions)} - {"skip_paths"}
-        scan_keys = {f.name for f in fields(ScanOptions)} - {"walk"}
-        unknown = set(options) - walk_keys - scan_keys
-        if unknown:
-            raise UsageError(f"unknown scan option(s): {', '.join(sorted(unknown))}")
-        walk = {k: v for k, v in options.items() if k in walk_keys and v is not None}
-        for key in ("min_size", "max_size"):
-            if key in walk:
-                walk[key] = parse_size(walk[key], "--" + key.replace("_", "-"))
-        for key in ("include", "exclude"):
-            if key in walk:
-                walk[key] = tuple(walk[key])
-        scan = {k: v for k, v in options.items() if k in scan_keys and v is not None}
-        for key in ("chunk_size", "prefix_size"):
-            if key in scan:
-                scan[key] = parse_size(scan[key], "--" + key.replace("_", "-"))
-        opts = ScanOptions(walk=WalkOptions(**walk), **scan)
-        check_options(opts)
-        return opts
+        ``exclude``, ``hidden``, ``follow_links``, ``one_file_system``, ``max_depth``,
+        ``ignore_files``, ``include_trash``) and hashing options (``algorithm``,
+        ``processes``, ``batch_size``, ``chunk_size``, ``prefix_size``,
+        ``commit_interval``, ``start_method``, ``progress``); sizes may be ``"10k"``
+        forms."""
+        return make_options(**options)
 
     @staticmethod
     def check_roots(paths: Iterable[PathArg]) -> list[str]:
@@ -166,7 +149,7 @@ class Catalogue:
         Raises KeyboardInterrupt (after recording the scan as interrupted) on Ctrl-C.
         """
         opts = options if options is not None else self.scan_options(**kw)
-        opts.progress = progress
+        opts = replace(opts, progress=progress)  # the caller's options stay as they are
         roots = [os.fsdecode(os.fspath(p)) for p in paths]
         return _run_scan(self.db, roots, self.host, opts, log=log)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dupfinder import Catalogue
+from dupfinder import Catalogue, UsageError
 from dupfinder.db import contents
 from tests.helpers import HOST, blob
 
@@ -86,7 +86,11 @@ def _do(cat: Catalogue, root: Path, step: tuple) -> None:
             with Catalogue.open(cat.db.url_string(), host=step[2], fallback=False) as other:
                 other.scan([folder], processes=1, min_size=0)
     elif kind == "dedupe":
-        cat.apply(cat.plan_dedupe(step[1], root))
+        try:
+            plan = cat.plan_dedupe(step[1], root)
+        except UsageError:  # nothing catalogued any more (every file linked or removed)
+            return
+        cat.apply(plan)
     elif kind == "undo":
         runs = [r for r in cat.runs() if r.files_done]
         if runs and runs[0].status not in ("undone",):

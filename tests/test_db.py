@@ -6,17 +6,19 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text, update
+from sqlalchemy import create_engine, delete, func, select, text, update
 from sqlalchemy.engine import make_url
 
 from dupfinder.config import load_settings
-from dupfinder.db import bulk, candidates, contents, files, pending, queries
-from dupfinder.db import walked as walked_module
+from dupfinder.db import contents, files, pending, queries
+from dupfinder.db import rows as catalog_rows
 from dupfinder.db.engine import Database, open_database, worker_database
 from dupfinder.db.models import SCHEMA_VERSION, FileHash, SchemaInfo, utcnow
+from dupfinder.db.paths import order_key
 from dupfinder.db.schema import schema_version
-from dupfinder.db.walked import Counts, Walked, WalkTable
 from dupfinder.errors import DatabaseError
+from dupfinder.scan.sync import Sync, SyncCounts
+from dupfinder.scan.walk import Entry, Skipped
 from tests.pg_server import free_port
 
 
@@ -28,11 +30,6 @@ def rows(n: int, host: str = "h1", base: str = "/data", size: int = 100, **extra
          "last_seen": now, **extra}
         for i in range(n)
     ]
-
-
-def stream(db: Database, stmt) -> list[candidates.Candidate]:
-    with candidates.StagedCandidates(db, stmt) as staged:
-        return list(staged)
 
 
 def count(db: Database) -> int:
@@ -93,82 +90,86 @@ def test_same_path_on_two_hosts_are_two_rows(db: Database) -> None:
     assert count(db) == 10
 
 
-def walked(paths: list[str], size: int = 100) -> list[Walked]:
-    return [Walked(p, p.rpartition("/")[2], size, 1000, 1, 10_000 + i, 1, selected=True)
+def entries(paths: list[str], size: int = 100) -> list[Entry]:
+    return [Entry(p, p.rpartition("/")[2], size, 1000, 1, 10_000 + i, 1)
             for i, p in enumerate(paths)]
 
 
-def gone_paths(db: Database, roots: list[str], host: str = "h1") -> list[str]:
-    with WalkTable(db, host) as nothing_found:
-        return sorted(path for _, path in nothing_found.gone(roots))
+def synced(db: Database, walked: list[Entry | Skipped], scan_id: int, roots: list[str]
+           ) -> tuple[SyncCounts, list[int]]:
+    """Sync a walk as a scan does; returns the counts and the ids the writer reported."""
+    reported: list[int] = []
+    with db.engine.connect() as conn:
+        writer = catalog_rows.RowWriter(conn, "h1", scan_id, utcnow(),
+                                lambda pairs: reported.extend(i for i, _ in pairs))
+        sync = Sync(catalog_rows.rows_under(conn, "h1", roots, scan_id), writer,
+                    lambda seen: reported.append(seen.id))
+        for e in walked:
+            sync.feed(e)
+        return sync.finish(), reported
 
 
-def test_a_walk_table_finds_new_changed_unchanged_and_gone(
+def under(db: Database, roots: list[str], host: str = "h1") -> list[str]:
+    with db.engine.connect() as conn:
+        return [r.path for r in catalog_rows.rows_under(conn, host, roots, scan_id=0)]
+
+
+def test_a_sync_finds_new_changed_unchanged_and_gone(
         db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(walked_module, "CHUNK_ROWS", 2)  # several chunks, each committed
-    monkeypatch.setattr(walked_module, "STAGE_ROWS", 2)
-    monkeypatch.setattr(bulk, "STREAM_ROWS", 2)
-    now = utcnow()
-    with WalkTable(db, "h1", scan_id=1, now=now) as table:
-        table.add(walked(["/d/a", "/d/b", "/d/c"]))
-        assert table.finish() == Counts(seen=3, new=3, changed=0, unchanged=0)
-    with WalkTable(db, "h1", scan_id=2, now=now) as table:
-        again = walked(["/d/a", "/d/b", "/d/x"])
-        again[1] = again[1]._replace(size=5)
-        table.add(again[:1])
-        table.add(again[1:] + [Walked("/d/c")])  # /d/c seen but not selected: it stays
-        assert table.finish() == Counts(seen=3, new=1, changed=1, unchanged=1)
-        assert list(table.gone(["/d"])) == []
+    monkeypatch.setattr(catalog_rows, "FLUSH_ROWS", 2)  # several flushes, each committed
+    monkeypatch.setattr(catalog_rows, "PAGE", 2)  # the catalogue read back in several pages
+    counts, ids = synced(db, entries(["/d/a", "/d/b", "/d/c"]), 1, ["/d"])
+    assert counts == SyncCounts(seen=3, new=3, changed=0, unchanged=0, removed=0)
+    assert len(set(ids)) == 3
+    again: list[Entry | Skipped] = list(entries(["/d/a", "/d/b", "/d/x"]))
+    again[1] = again[1]._replace(size=5)
+    again.insert(2, Skipped("/d/c", False))  # seen but not selected: its row stays
+    counts, _ = synced(db, again, 2, ["/d"])
+    assert counts == SyncCounts(seen=3, new=1, changed=1, unchanged=1, removed=0)
     with db.session() as s:
         sizes = {r.path: r.size for r in s.execute(select(FileHash.path, FileHash.size))}
     assert sizes == {"/d/a": 100, "/d/b": 5, "/d/c": 100, "/d/x": 100}
-    assert gone_paths(db, ["/d"]) == ["/d/a", "/d/b", "/d/c", "/d/x"]
+    counts, _ = synced(db, entries(["/d/b"], size=5), 3, ["/d"])
+    assert counts.removed == 3 and under(db, ["/d"]) == ["/d/b"]
 
 
-def test_gone_is_limited_to_host_and_roots(db: Database) -> None:
+def test_a_skipped_folder_keeps_every_row_below_it(db: Database) -> None:
+    synced(db, entries(["/d/a/x", "/d/a/y/z", "/d/b"]), 1, ["/d"])
+    counts, _ = synced(db, [Skipped("/d/a", True), *entries(["/d/b"])], 2, ["/d"])
+    assert counts.removed == 0 and under(db, ["/d"]) == ["/d/a/x", "/d/a/y/z", "/d/b"]
+
+
+def test_rows_under_are_limited_to_host_and_roots(db: Database) -> None:
     with db.session() as s:
         files.upsert_files(s, rows(3, base="/a") + rows(3, base="/ab") + rows(2, base="/a/b"))
         files.upsert_files(s, rows(4, host="other", base="/a"))
         s.commit()
-    # /ab is not under /a, other host's rows are excluded
-    assert gone_paths(db, ["/a"]) == ["/a/b/f0", "/a/b/f1", "/a/f0", "/a/f1", "/a/f2"]
+    # /ab is not under /a, other host's rows are excluded; in the walk's order
+    assert under(db, ["/a"]) == ["/a/b/f0", "/a/b/f1", "/a/f0", "/a/f1", "/a/f2"]
+    with db.engine.connect() as conn:
+        assert catalog_rows.outside_exists(conn, "h1", ["/a", "/ab"])  # another host's rows
+        conn.execute(delete(FileHash).where(FileHash.host == "other"))
+        conn.commit()
+        assert not catalog_rows.outside_exists(conn, "h1", ["/a", "/ab"])
+        assert catalog_rows.outside_exists(conn, "h1", ["/a"])  # /ab is outside /a
+        assert catalog_rows.outside_exists(conn, "h1", ["/a/b"])
+        assert not catalog_rows.outside_exists(conn, "h1", ["/"])
 
 
-def test_walk_table_deletes_by_id(db: Database) -> None:
+def test_pending_results_are_merged_into_rows_and_contents(db: Database) -> None:
     with db.session() as s:
-        files.upsert_files(s, rows(25))
+        files.upsert_files(s, rows(3, size=10) + rows(1, base="/u", size=99))
         s.commit()
-        ids = list(s.scalars(select(FileHash.id)))
-    with WalkTable(db, "h1") as table:
-        assert table.delete(ids[:20]) == 20
-    assert count(db) == 5
-
-
-def test_candidates_and_groups(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bulk, "STREAM_ROWS", 2)  # candidates read back in several pages
-    data = rows(3, size=10) + rows(1, base="/u", size=99)
-    with db.session() as s:
-        files.upsert_files(s, data)
-        s.commit()
-        waiting = list(stream(db, candidates.prefix_candidates("h1", "xxh3")))
-        assert sorted(p.path for p in waiting) == ["/data/f0", "/data/f1", "/data/f2"]
-        ids = [p.id for p in waiting]
+        found = s.execute(select(FileHash.id, FileHash.inode).where(FileHash.size == 10)
+                          .order_by(FileHash.id)).all()
         # (id, size, mtime_ns, inode as read, prefix, full, algorithm)
-        pending.append(s, 7, [
-            (ids[0], 10, 1000, waiting[0].inode, "A", None, "xxh3"),
-            (ids[1], 10, 1000, waiting[1].inode, "A", None, "xxh3"),
-            (ids[2], 10, 1000, waiting[2].inode, "B", None, "xxh3"),
-        ])
+        pending.append(s, 7, [(fid, 10, 1000, inode, "A", None, "xxh3")
+                              for fid, inode in found])
         s.commit()
-    assert pending.merge(db, 7) == 3
+    assert pending.merge(db, 7, chunk=2) == 3
     with db.session() as s:
-        assert list(stream(db, candidates.prefix_candidates("h1", "xxh3"))) == []
-        # another algorithm asks for the hashes again instead of mixing them
-        assert len(list(stream(db, candidates.prefix_candidates("h1", "sha256")))) == 3
-        full = sorted(p.id for p in stream(db, candidates.full_candidates("h1", "xxh3")))
-        assert full == sorted(ids[:2])
-        pending.append(s, 7, [(p.id, 10, 1000, p.inode, None, "F", "xxh3")
-                              for p in waiting[:2]])
+        pending.append(s, 7, [(fid, 10, 1000, inode, "A", "F", "xxh3")
+                              for fid, inode in found[:2]])
         s.commit()
     assert pending.merge(db, 7) == 2
     with db.session() as s:
@@ -226,11 +227,12 @@ def test_non_utf8_and_newline_paths_round_trip(db: Database) -> None:
     with db.session() as s:
         files.upsert_files(s, data)
         s.commit()
-    assert gone_paths(db, ["/d"]) == sorted(weird)
-    with WalkTable(db, "h1") as table:  # a walk finding them again matches them exactly
-        table.add([Walked(r["path"], r["name"], r["size"], r["mtime_ns"], r["device"],
-                          r["inode"], r["nlink"], selected=True) for r in data])
-        assert table.finish() == Counts(seen=4, new=0, changed=0, unchanged=4)
+    assert under(db, ["/d"]) == sorted(weird, key=order_key)  # in the catalogue's order
+    # a walk finding them again, in that order, matches them exactly
+    walked = sorted((Entry(r["path"], r["name"], r["size"], r["mtime_ns"], r["device"],
+                           r["inode"], r["nlink"]) for r in data), key=lambda e: order_key(e.path))
+    counts, _ = synced(db, walked, 2, ["/d"])
+    assert counts == SyncCounts(seen=4, new=0, changed=0, unchanged=4, removed=0)
 
 
 # ----------------------------------------------------------------- fallback / errors

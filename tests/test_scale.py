@@ -9,13 +9,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from dupfinder.config import load_settings
-from dupfinder.db import engine
-from dupfinder.db.candidates import StagedCandidates, prefix_candidates
+from dupfinder.db import engine, rows
 from dupfinder.db.engine import open_database
-from dupfinder.db.walked import WalkTable
+from dupfinder.db.models import utcnow
 from dupfinder.scan.pipeline import ScanOptions, run_scan
 from dupfinder.scan.walk import WalkOptions
 from tests.helpers import HOST, blob, write
@@ -64,25 +63,20 @@ def test_a_scan_lets_sqlite_reset_its_wal(tmp_path: Path, monkeypatch: pytest.Mo
     assert 0 < sampler.largest < 2 << 20, f"WAL reached {sampler.largest} bytes"
 
 
-def test_postgresql_staging_tables_compare_paths_as_the_catalogue_does(pg_url: str) -> None:
-    # a join between two collations can use neither side's index: with the server's default
-    # collation on the staged paths, one 200k-file rescan's anti-join ran for minutes
+def test_postgresql_staging_table_orders_paths_as_the_catalogue_does(pg_url: str) -> None:
+    # new rows are staged by COPY, then inserted in path order: in the server's default
+    # collation that order is not the index's, and every insert lands somewhere else
     db = open_database(load_settings(db_url=pg_url), no_fallback=True)
     try:
-        def collation(conn: Connection, table: str) -> str | None:
-            return conn.execute(text(
+        with db.engine.connect() as conn:
+            writer = rows.RowWriter(conn, HOST, 1, utcnow(), lambda pairs: None)
+            writer.add(rows.NewRow("/x/b", "b", 1, 1, 1, 1, 1))
+            writer.flush()
+            assert conn.execute(text(
                 "SELECT collation_name FROM information_schema.columns "
-                "WHERE table_name = :t AND column_name = 'path'"), {"t": table}).scalar()
-
-        with WalkTable(db, HOST) as table:
-            assert collation(table.conn, "dupfinder_walked") == "C"
-            assert collation(table.conn, "file_hashes") == "C"
-            list(table.gone(["/nowhere"]))  # makes its own temporary table
-            assert collation(table.conn, "dupfinder_gone") == "C"
-        with StagedCandidates(db, prefix_candidates(HOST, "xxh3-128")) as staged, \
-                db.engine.connect() as conn:
-            assert staged.files == 0
-            assert collation(staged.conn, "dupfinder_candidates") == "C"
-            assert collation(conn, "file_hashes") == "C"
+                "WHERE table_name = 'dupfinder_new' AND column_name = 'path'")).scalar() == "C"
+            assert conn.execute(text(
+                "SELECT collation_name FROM information_schema.columns "
+                "WHERE table_name = 'file_hashes' AND column_name = 'path'")).scalar() == "C"
     finally:
         db.dispose()

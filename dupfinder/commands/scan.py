@@ -9,9 +9,9 @@ from dupfinder.commands.base import Context, common_options, handle_errors, pass
 from dupfinder.errors import UsageError
 from dupfinder.output.formats import count
 from dupfinder.paths import for_message
+from dupfinder.scan.filters import load_exclude_from
 from dupfinder.scan.hashing import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_PREFIX_SIZE
 from dupfinder.scan.pipeline import ScanSummary
-from dupfinder.scan.walk import load_exclude_from
 from dupfinder.units import human_size, parse_size
 
 

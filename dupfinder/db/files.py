@@ -1,5 +1,5 @@
 """The catalogue's file rows: the upsert rule and the "under these folders" condition
-(a scan's sync compares its walk with them in :mod:`dupfinder.db.walked`).
+(a scan's sync compares its walk with them through :mod:`dupfinder.db.rows`).
 
 Callers hand in and get back filesystem paths; the stored form is made here.
 """

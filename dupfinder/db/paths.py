@@ -69,3 +69,11 @@ def subtree_range(root: DbPath) -> tuple[str, str]:
     """
     base = root.rstrip("/")
     return base + "/", base + "0"
+
+
+def order_key(text: str) -> str:
+    """The key by which the catalogue orders ``text`` (a filesystem path or name): its
+    stored form, compared code point by code point, which is byte order in UTF-8, the
+    order of SQLite's BINARY and PostgreSQL's "C" collation. A walk that sorts by it
+    yields paths in the (host, path) index's own order."""
+    return to_db(text)

@@ -19,13 +19,11 @@ import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from psycopg2.extras import execute_values
-from sqlalchemy import delete, func, select
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
 from dupfinder.db import contents
 from dupfinder.db.bulk import raw_cursor
-from dupfinder.db.contents import ContentKey
 from dupfinder.db.engine import Database
 from dupfinder.db.models import FileHash, PendingHash, ScanMetadata
 from dupfinder.states import ScanStatus
@@ -135,72 +133,77 @@ def orphans(session: Session) -> list[int]:
 def merge(db: Database, scan_id: int, chunk: int = MERGE_ROWS) -> int:
     """Move the pending results of ``scan_id`` into their rows, ``chunk`` results per
     transaction; returns how many rows took a hash. Call when nothing adds results for
-    that scan any more (its stage is over, or it has ended)."""
+    that scan any more (its stage is over, or it has ended).
+
+    Each chunk is a few set-based statements: the contents its full hashes name are made,
+    the results that still fit their rows are copied in file-id order into a temporary
+    table, one UPDATE ... FROM gives the rows their hashes in that order, and the contents
+    touched (before and after) are recounted. A result fits its row when size, mtime and
+    inode are still the ones read (a file another scan saw rewritten at the same size keeps
+    that scan's word) and, for a full hash, the row still has the prefix hash it was made
+    after."""
     merged = 0
-    while True:
-        with db.session() as s:
-            rows = s.execute(
-                select(P.seq, P.file_id, P.size, P.mtime_ns, P.inode, P.prefix_hash,
-                       P.full_hash, P.hash_algo)
-                .where(P.scan_id == scan_id).order_by(P.seq).limit(chunk)).all()
-            if not rows:
-                return merged
-            merged += _merge_rows(s, [Result(*r[1:]) for r in rows])
-            s.execute(delete(P).where(P.scan_id == scan_id, P.seq <= rows[-1].seq))
-            s.commit()
+    with db.engine.connect() as conn:
+        conn.execute(text(f"DROP TABLE IF EXISTS {_MERGE}"))
+        conn.execute(text(_CREATE_MERGE))
+        conn.commit()
+        try:
+            while True:
+                hi = conn.scalar(text(_CHUNK_END), {"scan": scan_id, "n": chunk})
+                if hi is None:
+                    return merged
+                merged += _merge_upto(conn, {"scan": scan_id, "hi": int(hi)})
+                conn.commit()
+        finally:
+            conn.rollback()
+            conn.execute(text(f"DROP TABLE IF EXISTS {_MERGE}"))
+            conn.commit()
 
 
-def _merge_rows(s: Session, results: list[Result]) -> int:
-    latest = {r.file_id: r for r in results}  # a later result of one file wins
-    ids = sorted(latest)
-    current: dict[int, tuple[int, str | None, str | None, int | None]] = {}
-    for i in range(0, len(ids), contents.CHUNK):
-        part = ids[i:i + contents.CHUNK]
-        for fid, prefix, algo, cid in s.execute(
-                select(F.id, F.prefix_hash, F.hash_algo, F.content_id).where(F.id.in_(part))):
-            current[fid] = (fid, prefix, algo, cid)
-    keys = {ContentKey(r.size, r.algo, r.full) for r in latest.values() if r.full is not None}
-    made = contents.ensure(s, keys) if keys else {}
-    touched = set(made.values())
-    params: list[tuple[object, ...]] = []
-    for fid in ids:
-        r, c = latest[fid], current.get(fid)
-        if c is None:
-            continue  # gone since it was read
-        _, prefix, algo, old = c
-        if r.prefix is None and (prefix is None or algo != r.algo):
-            continue  # a full hash for a prefix another scan has replaced since
-        if old is not None:
-            touched.add(old)
-        cid = made[ContentKey(r.size, r.algo, r.full)] if r.full is not None else None
-        params.append((fid, r.size, r.mtime_ns, r.inode,
-                       r.prefix if r.prefix is not None else prefix, r.full, r.algo, cid))
-    written = _update_rows(s, params)
-    contents.refresh(s, touched)
-    return written
+_MERGE = "dupfinder_merge"
+_CREATE_MERGE = (
+    f"CREATE TEMPORARY TABLE {_MERGE} (file_id BIGINT, size BIGINT, mtime_ns BIGINT, "
+    "inode BIGINT, prefix_hash VARCHAR(128), full_hash VARCHAR(128), hash_algo VARCHAR(16), "
+    "content_id BIGINT, old_content BIGINT)")
+_CHUNK_END = ("SELECT max(seq) FROM (SELECT seq FROM pending_hashes WHERE scan_id = :scan "
+              "ORDER BY seq LIMIT :n) AS chunk")
+_IN_CHUNK = "p.scan_id = :scan AND p.seq <= :hi"
+_MAKE_CONTENTS = (  # with zero counts: the recount sets them
+    "INSERT INTO contents (size, hash_algo, full_hash, files, inodes, hosts, wasted) "
+    "SELECT DISTINCT p.size, p.hash_algo, p.full_hash, 0, 0, 0, 0 FROM pending_hashes p "
+    f"WHERE {_IN_CHUNK} AND p.full_hash IS NOT NULL "
+    "ON CONFLICT (full_hash, size, hash_algo) DO NOTHING")
+_FITTING = (  # the latest result of each file: a full one comes after the prefix one
+    f"INSERT INTO {_MERGE} SELECT p.file_id, p.size, p.mtime_ns, p.inode, "
+    "COALESCE(p.prefix_hash, f.prefix_hash), p.full_hash, p.hash_algo, c.id, f.content_id "
+    "FROM (SELECT *, row_number() OVER (PARTITION BY file_id ORDER BY seq DESC) AS nth "
+    "FROM pending_hashes WHERE scan_id = :scan AND seq <= :hi) AS p "
+    "JOIN file_hashes f ON f.id = p.file_id AND f.size = p.size AND f.mtime_ns = p.mtime_ns "
+    "AND f.inode = p.inode "
+    "LEFT JOIN contents c ON c.full_hash = p.full_hash AND c.size = p.size "
+    "AND c.hash_algo = p.hash_algo "
+    "WHERE p.nth = 1 AND (p.prefix_hash IS NOT NULL "
+    "OR (f.prefix_hash IS NOT NULL AND f.hash_algo = p.hash_algo)) "
+    "ORDER BY p.file_id")
+_UPDATE = (
+    "UPDATE file_hashes SET prefix_hash = m.prefix_hash, full_hash = m.full_hash, "
+    f"hash_algo = m.hash_algo, content_id = m.content_id FROM {_MERGE} m "
+    "WHERE file_hashes.id = m.file_id AND file_hashes.size = m.size "
+    "AND file_hashes.mtime_ns = m.mtime_ns AND file_hashes.inode = m.inode")
+_TOUCHED = (  # before and after, and contents made for results that fit no row any more
+    f"SELECT content_id FROM {_MERGE} WHERE content_id IS NOT NULL "
+    f"UNION SELECT old_content FROM {_MERGE} WHERE old_content IS NOT NULL "
+    "UNION SELECT c.id FROM contents c JOIN pending_hashes p ON c.full_hash = p.full_hash "
+    f"AND c.size = p.size AND c.hash_algo = p.hash_algo WHERE {_IN_CHUNK} AND c.files = 0")
 
 
-def _update_rows(s: Session, params: list[tuple[object, ...]]) -> int:
-    """Give rows their hashes (in id order) where size, mtime and inode are still the ones
-    read: a file another scan saw rewritten at the same size keeps that scan's word."""
-    if not params:
-        return 0
-    cursor = raw_cursor(s)
-    try:
-        if s.get_bind().dialect.name == "postgresql":
-            execute_values(cursor, (
-                "UPDATE file_hashes AS f SET prefix_hash = v.p, full_hash = v.fu, "
-                "hash_algo = v.a, content_id = v.c FROM (VALUES %s) AS v(id, s, m, i, p, fu, "
-                "a, c) WHERE f.id = v.id AND f.size = v.s AND f.mtime_ns = v.m "
-                "AND f.inode = v.i"), params, page_size=len(params),
-                template="(%s, %s, %s, %s, %s, %s, %s, %s::bigint)")
-            return int(cursor.rowcount)
-        dbapi = cursor.connection
-        before = dbapi.total_changes
-        cursor.executemany(
-            "UPDATE file_hashes SET prefix_hash = ?5, full_hash = ?6, hash_algo = ?7, "
-            "content_id = ?8 WHERE id = ?1 AND size = ?2 AND mtime_ns = ?3 AND inode = ?4",
-            params)
-        return int(dbapi.total_changes - before)
-    finally:
-        cursor.close()
+def _merge_upto(conn: Connection, params: dict[str, int]) -> int:
+    """Merge one scan's results up to seq ``hi``, in the caller's transaction."""
+    conn.execute(text(f"DELETE FROM {_MERGE}"))
+    conn.execute(text(_MAKE_CONTENTS), params)
+    conn.execute(text(_FITTING), params)
+    written = conn.execute(text(_UPDATE)).rowcount
+    contents.refresh(conn, list(conn.scalars(text(_TOUCHED), params)))
+    conn.execute(text("DELETE FROM pending_hashes WHERE scan_id = :scan AND seq <= :hi"),
+                 params)
+    return int(written or 0)

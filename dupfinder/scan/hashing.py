@@ -46,6 +46,11 @@ _NOATIME = getattr(os, "O_NOATIME", 0)
 _noatime_ok = True
 
 
+def whole_limit(prefix_size: int, chunk_size: int) -> int:
+    """The largest file the prefix stage reads whole (and so hashes in full at once)."""
+    return max(prefix_size, min(SMALL_FILE, max(chunk_size, prefix_size)))
+
+
 class FileChanged(Exception):
     """The file is not what the catalogue says (changed since the walk, or while read)."""
 
@@ -101,6 +106,7 @@ class Reader:
         self.prefix_size = prefix_size
         self.buffer = bytearray(max(chunk_size, prefix_size))
         self.view = memoryview(self.buffer)
+        self.whole = whole_limit(prefix_size, chunk_size)
 
     def prefix(self, path: str, size: int, mtime_ns: int) -> tuple[str, str | None, int]:
         """Hash the first ``prefix_size`` bytes: (prefix digest, full digest or None, bytes
@@ -109,7 +115,7 @@ class Reader:
         fd = _open(path)
         try:
             _check(fd, size, mtime_ns)
-            whole = size <= max(self.prefix_size, min(SMALL_FILE, len(self.buffer)))
+            whole = size <= self.whole
             want = size if whole else self.prefix_size
             got = _read_full(fd, self.view[:want])
             if got != want or (whole and os.read(fd, 1)):

@@ -1,70 +1,50 @@
-"""The scan, stage by stage: walk + sync -> prefix hashes -> full hashes -> summary.
+"""The scan, stage by stage: walk + sync (hashing alongside) -> the last hashes -> merge ->
+groups.
 
-Each stage has its own progress bar and timing. Everything a stage finishes is committed as
-it goes (on SQLite within ``commit_interval``, a second by default), so an interrupted scan
-(Ctrl-C, kill -9, a lost database) resumes by running the same command again: unchanged
-files are not hashed twice.
+    walk (catalogue order) ──> sync against the rows under the roots ──> rows written
+              │                                   │ every walked file, with its id
+              └────────── collisions (sizes, prefixes) ──> prefix / full work ──> workers
+                                                               results ──> pending table
+    merge (pending -> rows, contents) ──> group totals ──> scan record
+
+The walk and the hashing overlap: a file is sent to the workers the moment another inode
+shares its size. Everything a stage finishes is committed as it goes (on SQLite within
+``commit_interval``, a second by default), so an interrupted scan (Ctrl-C, kill -9, a lost
+database) resumes by running the same command again: rows written stay, pending results are
+merged first, and nothing committed is hashed twice.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
-from dupfinder.db import candidates, pending, scans
+from dupfinder.db import pending, rows, scans
 from dupfinder.db.engine import Database
-from dupfinder.db.queries import Selection, group_totals
-from dupfinder.errors import DatabaseError, UsageError, one_line
-from dupfinder.paths import for_message, is_under
+from dupfinder.db.groups import group_totals
+from dupfinder.db.selection import Selection
+from dupfinder.errors import DatabaseError, one_line
+from dupfinder.paths import is_under
 from dupfinder.processes import pid_alive
-from dupfinder.scan.hashing import (
-    ALGORITHMS,
-    DEFAULT_ALGORITHM,
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_PREFIX_SIZE,
-    algorithm_tag,
-)
-from dupfinder.scan.sync import SyncCounts, sync
-from dupfinder.scan.walk import WalkOptions, WalkProblems, normalize_roots, walk
-from dupfinder.scan.workers import (
-    MAX_PROCESSES,
-    Hashers,
-    HashSettings,
-    TaskResult,
-    make_tasks,
-    process_limit,
-)
+from dupfinder.scan.collisions import Collisions, Want
+from dupfinder.scan.hashing import algorithm_tag, whole_limit
+from dupfinder.scan.options import ScanOptions, check_options, resolve_roots
+from dupfinder.scan.sync import Sync, SyncCounts, seen_of
+from dupfinder.scan.walk import WalkProblems, walk
+from dupfinder.scan.workers import Hashers, HashSettings, Task, TaskResult
 from dupfinder.states import ScanStatus, Stage
-from dupfinder.units import human_size
 
 FULL_TASK_BYTES = 256 << 20
 
-
-@dataclass
-class ScanOptions:
-    """How to scan (walk filters are in ``walk``)."""
-
-    walk: WalkOptions = field(default_factory=WalkOptions)
-    algorithm: str = DEFAULT_ALGORITHM
-    processes: int = field(default_factory=lambda: os.cpu_count() or 1)
-    batch_size: int = 1000
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    prefix_size: int = DEFAULT_PREFIX_SIZE
-    start_method: str | None = None
-    progress: bool = True
-    # SQLite: the longest a finished hash waits in memory before its commit (the most a
-    # killed scan loses); PostgreSQL's workers commit each batch themselves
-    commit_interval: float = 1.0
+__all__ = ["ScanOptions", "ScanSummary", "check_options", "resolve_roots", "run_scan"]
 
 
 @dataclass
@@ -99,67 +79,6 @@ class ScanSummary:
         }
 
 
-def resolve_roots(paths: list[str]) -> list[str]:
-    """Absolute, de-duplicated roots; a path that does not exist is a usage error."""
-    if not paths:
-        raise UsageError("scan needs at least one PATH")
-    for p in paths:
-        try:
-            st = os.stat(p)
-            if stat.S_ISDIR(st.st_mode):
-                os.scandir(p).close()  # a root we cannot list is an error, not a skip
-            elif stat.S_ISREG(st.st_mode):
-                os.close(os.open(p, os.O_RDONLY))
-            else:
-                raise UsageError(f"not a folder or regular file: {for_message(p)}")
-        except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
-            if isinstance(exc, FileNotFoundError):
-                reason = "broken symbolic link" if os.path.lexists(p) else \
-                    "no such file or directory"
-            raise UsageError(f"{reason.lower()}: {for_message(p)}") from exc
-    return normalize_roots(paths)
-
-
-MAX_BUFFER = 256 << 20
-
-
-def check_options(options: ScanOptions) -> None:
-    """Reject option values that cannot work, with one clear line.
-
-    Chunk and prefix sizes are capped at 256 MiB: every worker allocates a buffer that large
-    up front, so ``--chunk-size 100GiB`` would end in a MemoryError inside the workers, and
-    reads beyond a few MiB are no faster anyway.
-    """
-    if options.algorithm not in ALGORITHMS:
-        raise UsageError(
-            f"unknown algorithm '{options.algorithm}' (choose from {', '.join(ALGORITHMS)})"
-        )
-    if options.processes < 1:
-        raise UsageError(f"-p/--processes must be at least 1, not {options.processes}")
-    limit = process_limit()
-    if options.processes > limit:  # each worker holds a database connection of its own
-        raise UsageError(f"-p/--processes must be at most {limit} (4 per CPU, at most "
-                         f"{MAX_PROCESSES}), not {options.processes}")
-    if not 0 <= options.commit_interval <= 3600:
-        raise UsageError("--commit-interval must be between 0 and 3600 seconds, not "
-                         f"{options.commit_interval:g}")
-    if options.batch_size < 1:
-        raise UsageError(f"-b/--batch-size must be at least 1, not {options.batch_size}")
-    if options.chunk_size < 4096:
-        raise UsageError("--chunk-size must be at least 4 KiB")
-    for option, size in (("--chunk-size", options.chunk_size),
-                         ("--prefix-size", options.prefix_size)):
-        if size > MAX_BUFFER:
-            raise UsageError(f"{option} {human_size(size)} is too large: at most 256 MiB "
-                             "(each worker holds a buffer of that size)")
-    w = options.walk
-    if w.max_size is not None and w.max_size < w.min_size:
-        raise UsageError("--max-size is smaller than --min-size")
-    if w.max_depth is not None and w.max_depth < 1:
-        raise UsageError("--max-depth must be at least 1")
-
-
 @contextmanager
 def _db_errors() -> Iterator[None]:
     """A database failure in the middle of a scan becomes one line; what was committed stays."""
@@ -182,12 +101,14 @@ class _Bars:
         except (OSError, ValueError):
             self.sized = False
 
-    def bar(self, desc: str, total: int | None = None, unit: str = "files") -> tqdm:
+    def bar(self, desc: str, total: int | None = None, unit: str = "files",
+            position: int = 0) -> tqdm:
         scale = unit == "B"
         # a terminal that reports no width (a bare pty) would get an empty bar: use 80
         return tqdm(total=total, desc=desc, unit=unit, unit_scale=scale, unit_divisor=1024,
                     disable=not self.enabled, file=sys.stderr, leave=False,
-                    dynamic_ncols=self.sized, ncols=None if self.sized else 80)
+                    dynamic_ncols=self.sized, ncols=None if self.sized else 80,
+                    position=position)
 
 
 def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
@@ -205,7 +126,6 @@ def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
                         for suffix in ("", "-wal", "-shm", "-journal"))
         options = replace(options, walk=replace(options.walk, skip_paths=own))
     tag = algorithm_tag(options.algorithm, options.prefix_size)
-    bars = _Bars(options.progress)
     with _db_errors(), db.session() as session:
         stale = [run.id for run in scans.running_scans(session, host)
                  if run.pid is None or not pid_alive(run.pid)]
@@ -214,23 +134,19 @@ def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
                                             _options_record(options), os.getpid())
         session.commit()
         orphaned = pending.orphans(session)
-    with _db_errors():
-        for earlier in orphaned:  # results a killed scan committed and never merged
-            pending.merge(db, earlier)
+        settled = scans.settled_scan(session, host, roots, tag, options.walk.min_size)
     summary = ScanSummary(scan_id=scan_id, roots=roots)
     try:
         with _db_errors():
-            _walk_and_sync(db, host, roots, options, summary, bars, started)
-            settled = _settled(db, host, roots, tag, options, summary)
-            if settled is None:
-                settings = HashSettings(db.url_string(), scan_id, options.algorithm, tag,
-                                        options.prefix_size, options.chunk_size,
-                                        workers_write=db.backend != "sqlite")
-                _HashStages(db, host, tag, options, summary, bars, settings).run()
+            for earlier in orphaned:  # results a killed scan committed and never merged
+                pending.merge(db, earlier)
+            _Scan(db, host, roots, tag, options, summary, started, settled).run()
+            t = time.perf_counter()
             with db.session() as session:
-                t = time.perf_counter()
                 totals = None
-                if settled is not None and not summary.sync.removed:
+                c = summary.sync
+                if settled is not None and not (c.new or c.changed or c.removed
+                                                or summary.problems):
                     totals = scans.unchanged_totals(session, settled, roots, scan_id)
                 if totals is None:
                     totals = group_totals(session,
@@ -250,20 +166,6 @@ def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
         for path, reason in summary.problems:
             log(f"{path}: {reason}")
     return summary
-
-
-def _settled(db: Database, host: str, roots: list[str], tag: str, options: ScanOptions,
-             summary: ScanSummary) -> scans.Settled | None:
-    """The earlier scan that leaves a rescan nothing to hash, if there is one: the rescan
-    found nothing new or changed, after a clean scan of the same roots with nothing
-    written since. The candidate queries are then skipped."""
-    if summary.sync.new or summary.sync.changed or summary.problems:
-        return None
-    with db.session() as session:
-        settled = scans.settled_scan(session, host, roots, tag, options.walk.min_size)
-    if settled is not None:
-        summary.stage_seconds["prefix"] = summary.stage_seconds["full"] = 0.0
-    return settled
 
 
 def _options_record(options: ScanOptions) -> dict[str, Any]:
@@ -291,81 +193,146 @@ def _record_end(db: Database, summary: ScanSummary, message: str | None) -> None
         pass
 
 
-def _walk_and_sync(db: Database, host: str, roots: list[str], options: ScanOptions,
-                   summary: ScanSummary, bars: _Bars, now: datetime) -> None:
-    t = time.perf_counter()
-    problems = WalkProblems()
-    with bars.bar("walk") as walked, bars.bar("sync", unit="rows") as written:
-        def entries() -> Iterator[Any]:
-            for entry in walk(roots, options.walk, problems):
-                walked.update()
-                yield entry
+class _Scan:
+    """One scan's walk, sync and hashing, which overlap, then the merge."""
 
-        summary.sync = sync(db, host, roots, entries(), summary.scan_id, now,
-                            options.batch_size, lambda: problems.unreadable,
-                            progress=written.update)
-    summary.problems.extend(problems.errors)
-    summary.skipped_links = problems.skipped_links
-    summary.stage_seconds["walk+sync"] = time.perf_counter() - t
-
-
-class _HashStages:
-    """The prefix stage then the full stage, sharing one pool."""
-
-    def __init__(self, db: Database, host: str, tag: str, options: ScanOptions,
-                 summary: ScanSummary, bars: _Bars, settings: HashSettings) -> None:
-        self.db, self.host, self.tag, self.options = db, host, tag, options
-        self.summary, self.bars, self.settings = summary, bars, settings
+    def __init__(self, db: Database, host: str, roots: list[str], tag: str,
+                 options: ScanOptions, summary: ScanSummary, started: Any,
+                 settled: scans.Settled | None) -> None:
+        self.db, self.host, self.roots, self.tag = db, host, roots, tag
+        self.options, self.summary, self.started = options, summary, started
+        self.settled = settled
+        self.bars = _Bars(options.progress)
+        self.settings = HashSettings(db.url_string(), summary.scan_id, options.algorithm, tag,
+                                     options.prefix_size, options.chunk_size,
+                                     workers_write=db.backend != "sqlite")
         # files the prefix stage read in part: id -> bytes read (the full stage reads them
         # again, and each file is counted once)
         self.partly_read: dict[int, int] = {}
+        self.prefix_queue: list[Want] = []
+        self.full_queue: list[Want] = []
+        self.full_bytes = 0
 
     def run(self) -> None:
-        opts = self.options
+        opts, s = self.options, self.summary
         hashers = Hashers(self.db, self.settings, opts.processes, opts.start_method)
+        self.writer: pending.PendingWriter | None = None
+        writing = (nullcontext(None) if self.settings.workers_write
+                   else pending.PendingWriter(self.db, s.scan_id, opts.commit_interval))
         try:
-            self._stage(hashers, Stage.PREFIX, candidates.prefix_candidates(
-                self.host, self.tag, opts.walk.min_size))
-            self._stage(hashers, Stage.FULL, candidates.full_candidates(self.host, self.tag))
+            with writing as writer, self.db.engine.connect() as conn, \
+                    self.bars.bar("walk") as self.walked, \
+                    self.bars.bar("prefix hash", position=1) as self.prefix_bar, \
+                    self.bars.bar("full hash", unit="B", position=2) as self.full_bar:
+                self.writer, self.hashers = writer, hashers
+                self._walk_and_sync(conn)
+                t = time.perf_counter()
+                self._hash_the_rest()
+                s.stage_seconds["hash"] = time.perf_counter() - t
+                if writer is not None:
+                    writer.flush()
+        except KeyboardInterrupt:
+            if self.writer is not None:  # keep what finished before Ctrl-C
+                self.writer.flush()
+            hashers.close(terminate=True)
+            raise
         except BaseException:
             hashers.close(terminate=True)
             raise
         hashers.close()
-
-    def _stage(self, hashers: Hashers, stage: Stage, stmt: Any) -> None:
         t = time.perf_counter()
-        opts = self.options
-        by_bytes = stage == Stage.FULL
-        writing = (nullcontext(None) if self.settings.workers_write
-                   else pending.PendingWriter(self.db, self.summary.scan_id,
-                                              opts.commit_interval))
-        with writing as writer, candidates.StagedCandidates(self.db, stmt) as staged:
-            if staged.files:
-                total = staged.bytes if by_bytes else staged.files
-                max_bytes = FULL_TASK_BYTES if by_bytes else 1 << 62
-                with self.bars.bar(f"{stage} hash", total, "B" if by_bytes else "files") as bar:
-                    tasks = make_tasks(staged, stage, opts.batch_size, max_bytes)
-                    try:
-                        for result in hashers.run(tasks):
-                            if writer is not None and result.updates is not None:
-                                writer.add(result.updates)
-                            self._add(result, stage)
-                            bar.update(result.bytes_read if by_bytes else result.files
-                                       + result.changed + len(result.errors))
-                    except KeyboardInterrupt:
-                        if writer is not None:  # keep what finished before Ctrl-C
-                            writer.flush()
-                        raise
-            if writer is not None:
-                writer.flush()
-        pending.merge(self.db, self.summary.scan_id)
-        self.summary.stage_seconds[stage] = time.perf_counter() - t
+        pending.merge(self.db, s.scan_id)
+        s.stage_seconds["merge"] = time.perf_counter() - t
 
-    def _add(self, result: TaskResult, stage: Stage) -> None:
+    # ------------------------------------------------------------------ walk + sync
+
+    def _walk_and_sync(self, conn: Any) -> None:
+        t = time.perf_counter()
+        s, opts = self.summary, self.options
+        lookup = None
+        if rows.outside_exists(conn, self.host, self.roots):
+            def lookup(sizes: list[int]) -> list[rows.SizeRow]:
+                return rows.rows_of_sizes(conn, sizes)
+        self.collisions = Collisions(self.host, self.tag,
+                                     whole_limit(opts.prefix_size, opts.chunk_size),
+                                     self.roots, lookup, defer=self.settled is not None)
+        conn.commit()
+        problems = WalkProblems()
+
+        def written(pairs: list[tuple[int, rows.NewRow]]) -> None:
+            for seen in seen_of(pairs):
+                self.collisions.see(seen)
+
+        writer = rows.RowWriter(conn, self.host, s.scan_id, self.started, written,
+                                interval=opts.commit_interval or 1.0)
+        sync = Sync(rows.rows_under(conn, self.host, self.roots, s.scan_id), writer,
+                    self.collisions.see)
+        for n, entry in enumerate(walk(self.roots, opts.walk, problems), 1):
+            sync.feed(entry)
+            if n % 256 == 0:
+                self.walked.update(256)
+                self._dispatch(final=False)
+                self._take(self.hashers.done())
+        s.sync = sync.finish()
+        conn.commit()
+        s.problems.extend(problems.errors)
+        s.skipped_links = problems.skipped_links
+        self.collisions.end_walk()
+        s.stage_seconds["walk+sync"] = time.perf_counter() - t
+
+    # ------------------------------------------------------------------ hashing
+
+    def _dispatch(self, final: bool) -> None:
+        """Send the work found so far to the workers, in tasks of ``batch_size`` files (full
+        tasks also cut at ``FULL_TASK_BYTES``); ``final`` sends the last short ones too."""
+        batch = self.options.batch_size
+        self.prefix_queue.extend(self.collisions.take_prefix_work())
+        while len(self.prefix_queue) >= batch or (final and self.prefix_queue):
+            chunk, self.prefix_queue = self.prefix_queue[:batch], self.prefix_queue[batch:]
+            self.hashers.submit(Task(Stage.PREFIX, chunk))
+        for want in self.collisions.take_full_work():
+            self.full_queue.append(want)
+            self.full_bytes += want.size
+            if len(self.full_queue) >= batch or self.full_bytes >= FULL_TASK_BYTES:
+                self._submit_full()
+        if final and self.full_queue:
+            self._submit_full()
+
+    def _submit_full(self) -> None:
+        chunk, self.full_queue, self.full_bytes = self.full_queue, [], 0
+        self.hashers.submit(Task(Stage.FULL, chunk))
+
+    def _hash_the_rest(self) -> None:
+        """After the walk: hash what is left, including the full work that the last prefix
+        results find, until nothing is queued, in flight or unread."""
+        while True:
+            self._dispatch(final=True)
+            finished = self.hashers.done()
+            if not finished and self.hashers.busy:
+                finished = self.hashers.wait()
+            if not finished:
+                return
+            self._take(finished)
+
+    def _take(self, finished: list[tuple[Task, TaskResult]]) -> None:
+        for task, result in finished:
+            if self.writer is not None and result.updates is not None:
+                self.writer.add(result.updates)
+            self._count(task, result)
+            if task.stage == Stage.PREFIX:
+                for index, prefix in result.partial:
+                    self.collisions.prefix_done(task.items[index], prefix, None)
+            if task.stage == Stage.PREFIX:
+                self.prefix_bar.update(result.files + result.changed + len(result.errors))
+            else:
+                self.full_bar.update(result.bytes_read)
+
+    def _count(self, task: Task, result: TaskResult) -> None:
         s = self.summary
         s.files_hashed += result.files
         s.bytes_hashed += result.bytes_read
-        if stage == Stage.PREFIX:
+        s.changed_during_read += result.changed
+        if task.stage == Stage.PREFIX:
             self.partly_read.update(result.read)
         else:
             for fid, _ in result.read:
@@ -373,7 +340,6 @@ class _HashStages:
                 if earlier is not None:  # read in the prefix stage too: count it once
                     s.files_hashed -= 1
                     s.bytes_hashed -= earlier
-        s.changed_during_read += result.changed
         # a file outside this scan's roots (catalogued by another scan, read to complete a
         # group) is that scan's business: its problems are not this scan's errors
         s.problems.extend(e for e in result.errors if any(is_under(e[0], r) for r in s.roots))

@@ -1,47 +1,47 @@
-"""Discovery: an ``os.scandir`` walk with an explicit stack (no recursion limit) and filters.
+"""Discovery: an ``os.scandir`` walk, in the catalogue's own path order, with filters.
+
+The walk yields paths in the order the catalogue's (host, path) index holds them (each
+folder's entries sorted by :func:`dupfinder.db.paths.order_key`, a folder's name compared as
+name + "/"), so a rescan compares it with the catalogue by a merge join, reading both once,
+in step (:mod:`dupfinder.scan.sync`), and new rows are written in key order.
 
 Symlinks are skipped unless ``follow_links``; then every real folder is entered once, which
 also makes link loops harmless. Trash folders are not entered unless ``include_trash``: what
 they hold was thrown away, and a copy there must never count as the one to keep. Problems
 (unreadable folders, vanished files, broken links) are collected in :class:`WalkProblems`
-and never stop the walk.
-
-``include`` and ``exclude`` are gitignore patterns (``pathspec``), matched against the path
-relative to each scan root: ``**``, ``!negation`` (the last matching pattern decides), a
-trailing ``/`` for folders only, a leading ``/`` (or a slash in the middle) anchoring at the
-root, a pattern without a slash matching at any depth. An excluded folder is never entered.
-With ``ignore_files`` the ``.gitignore``, ``.ignore`` and ``.dupfinderignore`` files in the
-tree apply to their own folder and below; precedence, highest first: ``exclude``, then the
-deepest ignore file that has a matching pattern (in one folder ``.dupfinderignore`` beats
-``.ignore`` beats ``.gitignore``). Each pattern list is compiled once (per root, per folder
-with ignore files), with one combined regex that rejects the paths no pattern touches.
+and never stop the walk; what could not be looked at is yielded as :class:`Skipped`, so its
+catalogue rows stay. Filters are :mod:`dupfinder.scan.filters`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import stat
-from collections.abc import Iterable, Iterator
-from contextlib import suppress
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import NamedTuple
 
 from pathspec import GitIgnoreSpec
 
-from dupfinder.errors import UsageError
-from dupfinder.paths import absolute, for_message, is_under, trash_folder
-
-# read in this order in each folder: later files (and later lines) win
-IGNORE_FILES = (".gitignore", ".ignore", ".dupfinderignore")
+from dupfinder.db.paths import order_key
+from dupfinder.paths import absolute, is_under, trash_folder
+from dupfinder.scan.filters import (
+    IGNORE_FILES,
+    Layers,
+    Patterns,
+    check_patterns,
+    compile_patterns,
+    excluded,
+    read_patterns,
+    root_patterns,
+)
 
 
 class Skipped(NamedTuple):
     """A path the walk saw but did not select (a filter, a link not followed, a folder not
-    entered). Its catalogue rows, and with ``folder`` every row below it, are kept: what
-    the filters did not select was not examined, so it is not known to be gone (a narrower
-    rescan must not forget what a wider scan found)."""
+    entered) or could not look at. Its catalogue rows, and with ``folder`` every row below
+    it, are kept: what was not examined is not known to be gone (a narrower rescan must not
+    forget what a wider scan found)."""
 
     path: str
     folder: bool
@@ -97,112 +97,222 @@ class WalkProblems:
         self.errors.append((path, reason))
 
 
-class Patterns:
-    """One compiled list of gitignore patterns."""
-
-    __slots__ = ("_spec", "_quick", "active")
-
-    def __init__(self, lines: Iterable[str]) -> None:
-        self._spec = GitIgnoreSpec.from_lines(lines)  # ValueError on a bad pattern
-        live = [p for p in self._spec.patterns if p.include is not None]
-        self.active = bool(live)  # not only comments and no-op lines
-        regexes = [p.regex.pattern for p in live if getattr(p, "regex", None) is not None]
-        if len(regexes) < len(live):
-            regexes = []  # a pattern without a regex: no quick rejection
-        self._quick: re.Pattern[str] | None = None
-        if regexes:
-            # one alternation (named groups dropped) turns away what nothing matches
-            with suppress(re.error):
-                self._quick = re.compile(
-                    "|".join(f"(?:{re.sub(r'[(][?]P<[^>]*>', '(?:', r)})" for r in regexes))
-
-    def check(self, path: str) -> bool | None:
-        """True: matched (last match not negated); False: negated; None: no pattern matched.
-        ``path`` is relative, with ``/`` after a folder's name."""
-        quick = self._quick
-        if quick is not None and quick.search(path) is None:
-            return None
-        return self._spec.check_file(path).include
+def normalize_roots(paths: list[str]) -> list[str]:
+    """Absolute, normalised roots with duplicates and roots nested in others removed, in the
+    catalogue's path order."""
+    kept: list[str] = []
+    for path in sorted({absolute(p) for p in paths}, key=order_key):
+        if not any(is_under(path, k) for k in kept):
+            kept.append(path)
+    return sorted(kept, key=lambda r: order_key(r.rstrip("/") + "/"))
 
 
-@lru_cache(maxsize=1024)
-def compile_patterns(lines: tuple[str, ...]) -> Patterns | None:
-    """Compiled patterns (None when there are none); raises ValueError on a bad one."""
-    pats = Patterns(lines)
-    return pats if pats.active else None
+def _size_ok(size: int, opts: WalkOptions) -> bool:
+    return size >= opts.min_size and (opts.max_size is None or size <= opts.max_size)
 
 
-def check_patterns(patterns: Iterable[str], what: str) -> None:
-    """A :class:`UsageError` naming the first pattern that is not valid gitignore syntax."""
-    lines = tuple(patterns)
-    try:
-        compile_patterns(lines)
-    except ValueError:
-        for line in lines:
-            try:
-                GitIgnoreSpec.from_lines([line])
-            except ValueError:
-                raise UsageError(f"bad {what} pattern: {line!r}") from None
-        raise
-
-
-def read_patterns(path: str) -> list[str]:
-    """The patterns of one gitignore-style file: blank lines and ``#`` comments dropped.
-    Raises OSError."""
-    with open(path, encoding="utf-8", errors="surrogateescape") as f:
-        return [line for line in (raw.rstrip("\r\n") for raw in f)
-                if line.strip() and not line.startswith("#")]
-
-
-def load_exclude_from(files: Iterable[str]) -> tuple[str, ...]:
-    """The patterns of every ``--exclude-from`` file, in order; a missing or unreadable file
-    is a :class:`UsageError` naming it."""
-    patterns: list[str] = []
-    for name in files:
+def walk(roots: list[str], opts: WalkOptions, problems: WalkProblems
+         ) -> Iterator[Entry | Skipped]:
+    """Yield every regular file under ``roots`` that passes the filters (a root that is a
+    file is taken as named: the filters are for what a walk finds), and a :class:`Skipped`
+    for what the filters or the walk's rules left out, all in the catalogue's path order
+    (``roots`` as :func:`normalize_roots` gives them)."""
+    visited: set[tuple[int, int]] = set()
+    for root in roots:
         try:
-            patterns.extend(read_patterns(os.path.expanduser(name)))
+            st = os.stat(root)  # a root given as a symlink is followed, like find -H
         except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
-            raise UsageError(f"--exclude-from {for_message(name)}: {reason}") from None
-    return tuple(patterns)
+            problems.add(root, exc)
+            problems.unreadable.append(root)
+            yield Skipped(root, True)  # not looked at: its rows stay
+            continue
+        if stat.S_ISREG(st.st_mode):
+            if _size_ok(st.st_size, opts):
+                yield Entry(root, os.path.basename(root), st.st_size, st.st_mtime_ns,
+                            st.st_dev, st.st_ino, st.st_nlink)
+            else:
+                yield Skipped(root, False)
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            visited.add((st.st_dev, st.st_ino))
+            exclude = compile_patterns(root_patterns(tuple(opts.exclude), root, roots))
+            include = compile_patterns(root_patterns(tuple(opts.include), root, roots))
+            if opts.include and include is None:
+                continue  # every --include pattern belongs to another root: nothing here
+            yield from _Visitor(root, st.st_dev, opts, problems, visited, exclude,
+                                include).run()
 
 
-def _root_prefix(root: str) -> str:
-    return root if root.endswith("/") else root + "/"
+class _Listed(NamedTuple):
+    """One entry of a folder, ready to be taken in order."""
+
+    key: str
+    entry: os.DirEntry[str]
+    is_dir: bool
+    st: os.stat_result | None  # the target's stat when a followed link was resolved
+    problem: str | None = None  # why a followed link could not be resolved
 
 
-def root_patterns(patterns: tuple[str, ...], root: str, roots: list[str]) -> tuple[str, ...]:
-    """``patterns`` for one root. An absolute pattern that starts with a scan root's path
-    (``/home/me/photos/cache`` when scanning ``/home/me/photos``) is made relative to that
-    root and anchored there (``/cache``); it is dropped for the other roots."""
-    out: list[str] = []
-    prefixes = [_root_prefix(r) for r in roots]
-    mine = _root_prefix(root)
-    for pattern in patterns:
-        negated = pattern.startswith("!")
-        body = pattern[1:] if negated else pattern
-        if body.startswith("/") and mine != "/":
-            owner = next((p for p in prefixes if body.startswith(p) and p != "/"), None)
-            if owner is not None:
-                if owner != mine:
-                    continue
-                body = body[len(mine) - 1:]
-        out.append("!" + body if negated else body)
-    return tuple(out)
+class _Folder(NamedTuple):
+    path: str
+    depth: int
+    rel: str  # relative to the root: "" or "a/b/"
+    layers: Layers  # the ignore files that apply here: (offset in rel, patterns)
 
 
-def _excluded(path: str, exclude: Patterns | None,
-              layers: tuple[tuple[int, Patterns], ...]) -> bool:
-    # the command line first, then the ignore files from the deepest up
-    if exclude is not None:
-        verdict = exclude.check(path)
-        if verdict is not None:
-            return verdict
-    for offset, spec in reversed(layers):
-        verdict = spec.check(path[offset:])
-        if verdict is not None:
-            return verdict
-    return False
+class _Visitor:
+    """The walk below one root folder: folders are listed whole, sorted, and taken in
+    order, a stack of listings standing for the folders entered."""
+
+    def __init__(self, root: str, root_dev: int, opts: WalkOptions, problems: WalkProblems,
+                 visited: set[tuple[int, int]], exclude: Patterns | None,
+                 include: Patterns | None) -> None:
+        self.root, self.root_dev, self.opts, self.problems = root, root_dev, opts, problems
+        self.visited, self.exclude, self.include = visited, exclude, include
+
+    def run(self) -> Iterator[Entry | Skipped]:
+        stack: list[tuple[_Folder, Iterator[_Listed]]] = []
+        yield from self._open(_Folder(self.root, 1, "", ()), stack)
+        while stack:
+            folder, entries = stack[-1]
+            item = next(entries, None)
+            if item is None:
+                stack.pop()
+            elif item.is_dir:
+                sub = self._enter(folder, item)
+                if isinstance(sub, Skipped):
+                    yield sub
+                else:
+                    yield from self._open(sub, stack)
+            else:
+                found = self._file(folder, item)
+                if found is not None:
+                    yield found
+
+    def _open(self, folder: _Folder, stack: list[tuple[_Folder, Iterator[_Listed]]]
+              ) -> Iterator[Skipped]:
+        """List ``folder`` and push its listing; a folder that cannot be listed, or only in
+        part, yields a Skipped first: what the listing did not reach keeps its rows."""
+        try:
+            it = os.scandir(folder.path)
+        except OSError as exc:
+            self.problems.add(folder.path, exc)
+            self.problems.unreadable.append(folder.path)
+            yield Skipped(folder.path, True)
+            return
+        entries: list[os.DirEntry[str]] = []
+        with it:
+            try:
+                entries.extend(it)
+            except OSError as exc:  # vanished or became unreadable mid-listing
+                self.problems.add(folder.path, exc)
+                self.problems.unreadable.append(folder.path)
+                yield Skipped(folder.path, True)
+        if self.opts.ignore_files:
+            names = {e.name for e in entries if e.name in IGNORE_FILES}
+            own = _folder_ignores(folder.path, names, self.problems) if names else None
+            if own is not None:
+                folder = folder._replace(layers=(*folder.layers, (len(folder.rel), own)))
+        stack.append((folder, iter(self._sorted(entries))))
+
+    def _sorted(self, entries: list[os.DirEntry[str]]) -> list[_Listed]:
+        """Entries with what ordering them needs: a folder (or, when links are followed, a
+        link to one) sorts as its name + "/"."""
+        out: list[_Listed] = []
+        follow, hidden = self.opts.follow_links, self.opts.hidden
+        for e in entries:
+            st = problem = None
+            try:
+                if e.is_symlink():
+                    is_dir = False
+                    if follow and (hidden or not e.name.startswith(".")):
+                        try:
+                            st = os.stat(e.path)
+                            is_dir = stat.S_ISDIR(st.st_mode)
+                        except OSError as exc:
+                            problem = f"broken symlink ({exc.strerror})"
+                else:
+                    is_dir = e.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            out.append(_Listed(order_key(e.name + "/" if is_dir else e.name), e, is_dir, st,
+                               problem))
+        out.sort(key=lambda item: item.key)
+        return out
+
+    def _excluded(self, folder: _Folder, rel: str) -> bool:
+        if self.exclude is None and not folder.layers:
+            return False
+        return excluded(rel, self.exclude, folder.layers)
+
+    def _enter(self, folder: _Folder, item: _Listed) -> _Folder | Skipped:
+        """The subfolder to walk into, or the Skipped that keeps its rows."""
+        e, opts = item.entry, self.opts
+        path = e.path
+        rel = folder.rel + e.name + "/"
+        if not opts.hidden and e.name.startswith("."):
+            return Skipped(path, True)
+        if self._excluded(folder, rel) or (not opts.include_trash and trash_folder(path)):
+            return Skipped(path, True)  # pruned: never entered
+        if opts.max_depth is not None and folder.depth >= opts.max_depth:
+            return Skipped(path, True)
+        st = item.st
+        if st is None and (opts.one_file_system or opts.follow_links):
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError as exc:
+                self.problems.add(path, exc)
+                return Skipped(path, True)
+        if st is not None:
+            if opts.one_file_system and st.st_dev != self.root_dev:
+                return Skipped(path, True)
+            if opts.follow_links:
+                key = (st.st_dev, st.st_ino)
+                if key in self.visited:
+                    return Skipped(path, True)  # a loop, or reached another way already
+                self.visited.add(key)
+        return _Folder(path, folder.depth + 1, rel, folder.layers)
+
+    def _file(self, folder: _Folder, item: _Listed) -> Entry | Skipped | None:
+        e, opts = item.entry, self.opts
+        name, path = e.name, e.path
+        if not opts.hidden and name.startswith("."):
+            return Skipped(path, True)  # a file or a folder: keep what is below
+        try:
+            link = e.is_symlink()
+        except OSError:
+            link = False
+        if link and item.st is None:  # not followed, or broken
+            if not self._excluded(folder, folder.rel + name):
+                if opts.follow_links:
+                    self.problems.add(path, item.problem or "broken symlink")
+                else:
+                    self.problems.skipped_links += 1
+            return Skipped(path, True)
+        if self._excluded(folder, folder.rel + name):
+            return Skipped(path, False)
+        if path in opts.skip_paths:
+            return None
+        st = item.st
+        if st is None:
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError as exc:
+                self.problems.add(path, exc)
+                if isinstance(exc, FileNotFoundError):
+                    return None  # vanished between listing and stat: gone
+                # e.g. a folder that can be listed but not entered (mode 644): its files
+                # are there, only their metadata cannot be read
+                self.problems.unreadable.append(path)
+                return Skipped(path, True)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        size = st.st_size
+        if size < opts.min_size or (opts.max_size is not None and size > opts.max_size):
+            return Skipped(path, False)
+        if self.include is not None and self.include.check(folder.rel + name) is not True:
+            return Skipped(path, False)
+        return Entry(path, name, size, st.st_mtime_ns, st.st_dev, st.st_ino, st.st_nlink)
 
 
 def _folder_ignores(folder: str, names: set[str], problems: WalkProblems) -> Patterns | None:
@@ -226,178 +336,3 @@ def _folder_ignores(folder: str, names: set[str], problems: WalkProblems) -> Pat
             except ValueError:
                 problems.add(folder, f"bad pattern in an ignore file: {line!r}")
         return compile_patterns(tuple(good))
-
-
-def normalize_roots(paths: list[str]) -> list[str]:
-    """Absolute, normalised roots with duplicates and roots nested in others removed."""
-    kept: list[str] = []
-    for path in sorted({absolute(p) for p in paths}):
-        if not any(is_under(path, k) for k in kept):
-            kept.append(path)
-    return kept
-
-
-def walk(roots: list[str], opts: WalkOptions, problems: WalkProblems
-         ) -> Iterator[Entry | Skipped]:
-    """Yield every regular file under ``roots`` that passes the filters (a root that is a
-    file is taken as named: the filters are for what a walk finds), and a :class:`Skipped`
-    for what the filters or the walk's rules left out."""
-    visited: set[tuple[int, int]] = set()
-    for root in roots:
-        try:
-            st = os.stat(root)  # a root given as a symlink is followed, like find -H
-        except OSError as exc:
-            problems.add(root, exc)
-            continue
-        if stat.S_ISREG(st.st_mode):
-            name = os.path.basename(root)
-            if _size_ok(st.st_size, opts):
-                yield Entry(root, name, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino,
-                            st.st_nlink)
-            else:
-                yield Skipped(root, False)
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            visited.add((st.st_dev, st.st_ino))
-            exclude = compile_patterns(root_patterns(tuple(opts.exclude), root, roots))
-            include = compile_patterns(root_patterns(tuple(opts.include), root, roots))
-            if opts.include and include is None:
-                continue  # every --include pattern belongs to another root: nothing here
-            yield from _walk_dir(root, st.st_dev, opts, problems, visited, exclude, include)
-
-
-def _size_ok(size: int, opts: WalkOptions) -> bool:
-    return size >= opts.min_size and (opts.max_size is None or size <= opts.max_size)
-
-
-def _listing(folder: str, it: Iterator[os.DirEntry[str]],
-             problems: WalkProblems) -> Iterator[os.DirEntry[str]]:
-    while True:
-        try:
-            entry = next(it)
-        except StopIteration:
-            return
-        except OSError as exc:  # folder vanished or became unreadable mid-listing
-            problems.add(folder, exc)
-            problems.unreadable.append(folder)
-            return
-        yield entry
-
-
-def _entry_error(problems: WalkProblems, path: str, exc: OSError) -> None:
-    # vanished between listing and stat, or hidden
-    problems.add(path, exc)
-    if not isinstance(exc, FileNotFoundError):
-        # e.g. a folder that can be listed but not entered (mode 644):
-        # its files are there, only their metadata cannot be read
-        problems.unreadable.append(path)
-
-
-def _walk_dir(root: str, root_dev: int, opts: WalkOptions, problems: WalkProblems,
-              visited: set[tuple[int, int]], exclude: Patterns | None,
-              include: Patterns | None) -> Iterator[Entry | Skipped]:
-    # each folder with its path relative to the root ("" or "a/b/") and the ignore files
-    # that apply there: (length of the relative path of their folder, patterns)
-    Layers = tuple[tuple[int, Patterns], ...]
-    stack: list[tuple[str, int, str, Layers]] = [(root, 1, "", ())]
-    follow = opts.follow_links
-    hidden = opts.hidden
-    read_ignores = opts.ignore_files
-    while stack:
-        folder, depth, rel, layers = stack.pop()
-        try:
-            it = os.scandir(folder)
-        except OSError as exc:
-            problems.add(folder, exc)
-            problems.unreadable.append(folder)
-            continue
-        subdirs: list[tuple[str, str]] = []
-        with it:
-            entries: Iterable[os.DirEntry[str]] = _listing(folder, it, problems)
-            if read_ignores:
-                entries = list(entries)
-                names = {e.name for e in entries if e.name in IGNORE_FILES}
-                if names:
-                    own = _folder_ignores(folder, names, problems)
-                    if own is not None:
-                        layers = (*layers, (len(rel), own))
-            filtering = exclude is not None or bool(layers)
-            for entry in entries:
-                name = entry.name
-                path = entry.path
-                if not hidden and name.startswith("."):
-                    yield Skipped(path, True)  # a file or a folder: keep what is below
-                    continue
-                try:
-                    if entry.is_symlink():
-                        if not follow:
-                            if not (filtering and _excluded(rel + name, exclude, layers)):
-                                problems.skipped_links += 1
-                            yield Skipped(path, True)
-                            continue
-                        try:
-                            st = os.stat(path)
-                        except OSError as exc:
-                            if not (filtering and _excluded(rel + name, exclude, layers)):
-                                problems.add(path, f"broken symlink ({exc.strerror})")
-                            yield Skipped(path, True)
-                            continue
-                        is_dir = stat.S_ISDIR(st.st_mode)
-                    else:
-                        st = None
-                        is_dir = entry.is_dir(follow_symlinks=False)
-                except OSError as exc:
-                    _entry_error(problems, path, exc)
-                    continue
-                if is_dir:
-                    if (filtering and _excluded(rel + name + "/", exclude, layers)) or (
-                            not opts.include_trash and trash_folder(path)):
-                        yield Skipped(path, True)
-                        continue  # pruned: never entered
-                    if opts.max_depth is not None and depth >= opts.max_depth:
-                        yield Skipped(path, True)
-                        continue
-                    if st is None:
-                        if not (opts.one_file_system or follow):
-                            subdirs.append((path, rel + name + "/"))
-                            continue
-                        try:
-                            st = entry.stat(follow_symlinks=False)
-                        except OSError as exc:
-                            problems.add(path, exc)
-                            continue
-                    if opts.one_file_system and st.st_dev != root_dev:
-                        yield Skipped(path, True)
-                        continue
-                    if follow:
-                        key = (st.st_dev, st.st_ino)
-                        if key in visited:
-                            yield Skipped(path, True)
-                            continue  # a loop, or a folder already reached another way
-                        visited.add(key)
-                    subdirs.append((path, rel + name + "/"))
-                    continue
-                if filtering and _excluded(rel + name, exclude, layers):
-                    yield Skipped(path, False)
-                    continue
-                if path in opts.skip_paths:
-                    continue
-                if st is None:
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except OSError as exc:
-                        _entry_error(problems, path, exc)
-                        continue
-                if not stat.S_ISREG(st.st_mode):
-                    continue
-                size = st.st_size
-                if size < opts.min_size or (opts.max_size is not None and size > opts.max_size):
-                    yield Skipped(path, False)
-                    continue
-                if include is not None and include.check(rel + name) is not True:
-                    yield Skipped(path, False)
-                    continue
-                yield Entry(path, name, size, st.st_mtime_ns, st.st_dev, st.st_ino,
-                            st.st_nlink)
-        # reversed so that folders are visited in listing order
-        stack.extend((d, depth + 1, drel, layers) for d, drel in reversed(subdirs))

@@ -16,40 +16,26 @@ a pool that lost a worker or on workers stuck on a database that refuses them.
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing.util import Finalize
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from dupfinder.db import pending
-from dupfinder.db.candidates import Candidate
 from dupfinder.db.engine import Database, worker_database
 from dupfinder.errors import DatabaseError, DupfinderError, one_line, quiet_library_logs
+from dupfinder.scan.collisions import Want
 from dupfinder.scan.hashing import FileChanged, Reader
+from dupfinder.scan.orphans import die_with_parent
 from dupfinder.states import Stage
-
-
-class Item(NamedTuple):
-    """One inode to hash: the catalogue ids of its paths (hard links), one path to read,
-    and the metadata the hash is valid for."""
-
-    ids: tuple[int, ...]
-    path: str
-    size: int
-    mtime_ns: int
-    inode: int
-
 
 MAX_PROCESSES = 64
 
@@ -63,10 +49,10 @@ def process_limit() -> int:
 
 @dataclass
 class Task:
-    """A batch of files for one stage."""
+    """A batch of files for one stage (each item one inode: :class:`Want`)."""
 
     stage: Stage
-    items: list[Item]
+    items: list[Want]
 
 
 @dataclass
@@ -82,6 +68,9 @@ class TaskResult:
     # part (the full stage may read them again), in the full stage every one, so that the
     # scan counts each file and its bytes once
     read: list[tuple[int, int]] = field(default_factory=list)  # (id, bytes read)
+    # prefix stage: (index in the task, prefix hash) of each file read in part, which the
+    # scan may now send to the full stage
+    partial: list[tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -105,7 +94,7 @@ def hash_task(db: Database | None, reader: Reader, tag: str, task: Task,
     result = TaskResult()
     prefix = task.stage == Stage.PREFIX
     rows: list[pending.Result] = []
-    for item in task.items:
+    for n, item in enumerate(task.items):
         try:
             if prefix:
                 digest, full, nread = reader.prefix(item.path, item.size, item.mtime_ns)
@@ -114,10 +103,11 @@ def hash_task(db: Database | None, reader: Reader, tag: str, task: Task,
                 result.bytes_read += nread
                 if full is None:
                     result.read.append((item.ids[0], nread))
+                    result.partial.append((n, digest))
             else:
                 digest = reader.full(item.path, item.size, item.mtime_ns)
-                rows.extend(pending.Result(i, item.size, item.mtime_ns, item.inode, None,
-                                           digest, tag) for i in item.ids)
+                rows.extend(pending.Result(i, item.size, item.mtime_ns, item.inode,
+                                           item.prefix, digest, tag) for i in item.ids)
                 result.bytes_read += item.size
                 result.read.append((item.ids[0], item.size))
             result.files += 1
@@ -157,65 +147,12 @@ class TaskFailed(Exception):
 _worker: tuple[Database | None, Reader, str, int] | None = None
 _init_failure: TaskFailed | None = None
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _parent_of(pid: int) -> int | None:
-    """The parent pid of ``pid`` from ``/proc`` (Linux), or None if it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses
-        return int(stat[stat.rindex(b")") + 2:].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _die_with_parent(scan_pid: int) -> None:
-    """Make sure this worker dies when the scan's main process dies, even by kill -9
-    (otherwise it would wait for tasks forever, holding the terminal's pipes).
-
-    On Linux, PR_SET_PDEATHSIG makes the kernel kill us when our *direct* parent dies. With
-    ``fork`` and ``spawn`` that parent is the scan process itself; with ``forkserver`` it is
-    the fork server, which the scan started and which exits as soon as the scan dies (its
-    end of the server's "alive" pipe closes), so the signal reaches us through it. The
-    parent may die before prctl() takes effect; we then have been re-parented to a reaper,
-    which is neither the scan nor a child of it, and we leave at once. Elsewhere a watchdog
-    thread polls the parent instead."""
-    parent = os.getppid()
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before the signal was armed
-            os._exit(1)
-        if parent != scan_pid and _parent_of(parent) != scan_pid:
-            os._exit(1)  # re-parented: neither the scan nor the fork server it started
-        return
-    threading.Thread(target=_watch_scan, args=(scan_pid, parent), daemon=True,
-                     name="dupfinder-watchdog").start()
-
-
-def _watch_scan(scan_pid: int, parent: int) -> None:
-    """Exit as soon as our parent changes (it died: the scan, or the fork server that dies
-    with the scan) or the scan's pid is gone: the fallback where prctl does not exist."""
-    while True:
-        if os.getppid() != parent:
-            os._exit(1)
-        try:
-            os.kill(scan_pid, 0)
-        except ProcessLookupError:
-            os._exit(1)
-        except PermissionError:
-            pass
-        time.sleep(0.5)
-
-
 def _init_worker(settings: HashSettings, scan_pid: int) -> None:
     """Set up a worker. A failure here is kept and raised by the worker's first task rather
     than raised: an initializer that raises makes the executor log a traceback on the
     user's terminal and report only "a process terminated abruptly"."""
     global _worker, _init_failure
-    _die_with_parent(scan_pid)
+    die_with_parent(scan_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # pool.terminate() ends us at once
     try:
@@ -241,33 +178,13 @@ def _run(task: Task) -> TaskResult:
         raise TaskFailed.of(exc) from None
 
 
-def make_tasks(rows: Iterable[Candidate], stage: Stage, max_files: int, max_bytes: int
-               ) -> Iterator[Task]:
-    """Fold candidates, ordered by device and inode, into tasks: hard links become one item
-    (read once), tasks are cut by count and bytes."""
-    items: list[Item] = []
-    nbytes = 0
-    first: Candidate | None = None
-    ids: list[int] = []
-    for row in rows:
-        if first is not None and (first.device, first.inode) == (row.device, row.inode):
-            ids.append(row.id)
-            continue
-        if first is not None:
-            items.append(Item(tuple(ids), first.path, first.size, first.mtime_ns, first.inode))
-            nbytes += first.size
-            if len(items) >= max_files or nbytes >= max_bytes:
-                yield Task(stage, items)
-                items, nbytes = [], 0
-        first, ids = row, [row.id]
-    if first is not None:
-        items.append(Item(tuple(ids), first.path, first.size, first.mtime_ns, first.inode))
-    if items:
-        yield Task(stage, items)
-
-
 class Hashers:
-    """Runs tasks in a pool of ``processes`` workers, or in this process when it is 1."""
+    """Runs tasks in a pool of ``processes`` workers, or in this process when it is 1.
+
+    Work is pushed as it is found (:meth:`submit`) and results are taken as they are done
+    (:meth:`done`, without waiting; :meth:`wait`, for at least one): the scan walks while
+    the workers hash. At most two tasks per worker are in flight; a submit beyond that
+    waits for one to finish, so work never piles up in memory."""
 
     def __init__(self, db: Database, settings: HashSettings, processes: int,
                  start_method: str | None = None) -> None:
@@ -276,6 +193,8 @@ class Hashers:
         self.start_method = start_method
         self.pool: ProcessPoolExecutor | None = None
         self.local: tuple[Database | None, Reader, str, int] | None = None
+        self.running: dict[Future[TaskResult], Task] = {}
+        self.finished: list[tuple[Task, TaskResult]] = []
 
     def _start_pool(self) -> ProcessPoolExecutor:
         """Start the workers when the first task arrives (a rescan with nothing to hash
@@ -288,9 +207,13 @@ class Hashers:
                                             initargs=(self.settings, os.getpid()))
         return self.pool
 
-    def run(self, tasks: Iterable[Task]) -> Iterator[TaskResult]:
-        """Run tasks, yielding each result as it is done; at most two per worker in flight,
-        so candidates stream from the database instead of being loaded all at once."""
+    @property
+    def busy(self) -> bool:
+        """Whether tasks are still in flight."""
+        return bool(self.running)
+
+    def submit(self, task: Task) -> None:
+        """Start a task (at once in this process when the pool has one worker)."""
         if self.processes == 1:
             if self.local is None:
                 s = self.settings
@@ -298,24 +221,42 @@ class Hashers:
                               Reader(s.algorithm, s.prefix_size, s.chunk_size), s.tag,
                               s.scan_id)
             db, reader, tag, scan_id = self.local
-            for task in tasks:
-                yield hash_task(db, reader, tag, task, scan_id)
+            self.finished.append((task, hash_task(db, reader, tag, task, scan_id)))
             return
-        pending: set[Future[TaskResult]] = set()
-        limit = 2 * self.processes
+        while len(self.running) >= 2 * self.processes:
+            self._collect(wait_for_one=True)
         try:
-            for task in tasks:
-                pending.add(self._start_pool().submit(_run, task))
-                if len(pending) >= limit:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    yield from _results(done)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                yield from _results(done)
+            self.running[self._start_pool().submit(_run, task)] = task
+        except BrokenProcessPool as exc:
+            self._fail(exc)
+
+    def done(self) -> list[tuple[Task, TaskResult]]:
+        """The tasks finished since the last call, without waiting."""
+        if self.running:
+            self._collect(wait_for_one=False)
+        out, self.finished = self.finished, []
+        return out
+
+    def wait(self) -> list[tuple[Task, TaskResult]]:
+        """At least one finished task (if any is in flight)."""
+        if self.running and not self.finished:
+            self._collect(wait_for_one=True)
+        return self.done()
+
+    def _collect(self, wait_for_one: bool) -> None:
+        done, _ = wait(list(self.running), timeout=None if wait_for_one else 0,
+                       return_when=FIRST_COMPLETED)
+        try:
+            results = _results(done)
         except (TaskFailed, BrokenProcessPool) as exc:
-            processes = list((self.pool and self.pool._processes or {}).values())
-            self.close(terminate=True)
-            raise _scan_error(exc, processes) from None
+            self._fail(exc)
+        for future, result in zip(done, results, strict=True):
+            self.finished.append((self.running.pop(future), result))
+
+    def _fail(self, exc: BaseException) -> None:
+        processes = list((self.pool and self.pool._processes or {}).values())
+        self.close(terminate=True)
+        raise _scan_error(exc, processes) from None
 
     def close(self, terminate: bool = False) -> None:
         """Stop the workers: let them finish and exit, or kill them at once."""
@@ -341,7 +282,7 @@ class Hashers:
             manager.join(timeout=max(0.1, deadline - time.monotonic()))
 
 
-def _results(done: set[Future[TaskResult]]) -> list[TaskResult]:
+def _results(done: set[Future[TaskResult]] | list[Future[TaskResult]]) -> list[TaskResult]:
     """The results of finished tasks; a task's own failure is raised in preference to the
     "pool broken" error that the other tasks then get."""
     failures = [exc for f in done if (exc := f.exception()) is not None]
