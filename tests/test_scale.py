@@ -70,7 +70,7 @@ def test_postgresql_staging_table_orders_paths_as_the_catalogue_does(pg_url: str
     try:
         with db.engine.connect() as conn:
             writer = rows.RowWriter(conn, HOST, 1, utcnow(), lambda pairs: None)
-            writer.add(rows.NewRow("/x/b", "b", 1, 1, 1, 1, 1))
+            writer.add(rows.NewRow("/x/b", "/x/b", "b", 1, 1, 1, 1, 1))
             writer.flush()
             assert conn.execute(text(
                 "SELECT collation_name FROM information_schema.columns "

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, delete, exists, func, insert, select, update
+from sqlalchemy import Connection, and_, delete, exists, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -72,8 +72,12 @@ def lock(session: Executor, ids: Iterable[int | None]) -> None:
 
 def refresh(session: Executor, ids: Iterable[int | None]) -> None:
     """Recount the contents ``ids`` from their rows (locked first: :func:`lock`); drop those
-    no row holds any more."""
+    no row holds any more. Many ids (a scan's merge) go through a temporary table, so that
+    one statement recounts them all."""
     todo = sorted({i for i in ids if i is not None})
+    if len(todo) > 4 * CHUNK:
+        _refresh_many(session, todo)
+        return
     lock(session, todo)
     for chunk in _chunks(todo):
         agg = _counts(F.content_id.in_(chunk))
@@ -82,6 +86,34 @@ def refresh(session: Executor, ids: Iterable[int | None]) -> None:
             .values(files=agg.c.files, inodes=agg.c.inodes, hosts=agg.c.hosts,
                     wasted=(agg.c.inodes - 1) * C.size))
         session.execute(delete(C).where(C.id.in_(chunk), ~exists().where(F.content_id == C.id)))
+
+
+_TOUCHED = "dupfinder_touched"
+_RECOUNT = (
+    "UPDATE contents SET files = a.files, inodes = a.inodes, hosts = a.hosts, "
+    "wasted = (a.inodes - 1) * contents.size FROM (SELECT content_id, sum(links) AS files, "
+    "count(*) AS inodes, count(DISTINCT host) AS hosts FROM (SELECT f.content_id, f.host, "
+    f"count(*) AS links FROM {_TOUCHED} t JOIN file_hashes f ON f.content_id = t.id "
+    "GROUP BY f.content_id, f.host, f.device, f.inode) AS per_inode GROUP BY content_id) AS a "
+    "WHERE contents.id = a.content_id")
+_DROP_EMPTY = (
+    f"DELETE FROM contents WHERE id IN (SELECT id FROM {_TOUCHED}) AND NOT EXISTS "
+    "(SELECT 1 FROM file_hashes f WHERE f.content_id = contents.id)")
+
+
+def _refresh_many(session: Executor, todo: list[int]) -> None:
+    pg = _dialect(session) == "postgresql"
+    session.execute(text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_TOUCHED} "
+                         "(id BIGINT PRIMARY KEY)"))
+    session.execute(text(f"DELETE FROM {_TOUCHED}"))
+    session.execute(text(f"INSERT INTO {_TOUCHED} (id) VALUES (:id)"),
+                    [{"id": i} for i in todo])
+    if pg:
+        session.execute(text(f"SELECT id FROM contents WHERE id IN (SELECT id FROM {_TOUCHED}) "
+                             "ORDER BY id FOR UPDATE"))
+    session.execute(text(_RECOUNT))
+    session.execute(text(_DROP_EMPTY))
+    session.execute(text(f"DELETE FROM {_TOUCHED}"))
 
 
 def ensure(session: Executor, keys: Iterable[ContentKey]) -> dict[ContentKey, int]:

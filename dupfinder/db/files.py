@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, column, literal, or_, select, table
+from sqlalchemy import ColumnElement, and_, case, column, literal, or_, select, table, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -35,9 +35,24 @@ def under_roots(roots: Sequence[DbPath]) -> ColumnElement[bool]:
     return or_(*parts) if parts else literal(True)
 
 
-def under(roots: Iterable[str] | None) -> ColumnElement[bool]:
-    """:func:`under_roots` for filesystem folders (no folders: every file)."""
-    return under_roots(db_roots(roots))
+def under(roots: Iterable[str] | None, hosts: Sequence[str] | None = None
+          ) -> ColumnElement[bool]:
+    """:func:`under_roots` for filesystem folders (no folders: every file). With ``hosts``
+    each host's range is its own, so the (host, path) index serves the question (a range
+    of paths alone, on any host, is no range of that index)."""
+    if hosts is None or not roots:
+        return under_roots(db_roots(roots))
+    return or_(*(and_(F.host == h, under_roots(db_roots(roots))) for h in hosts))
+
+
+def hosts_of(session: Any) -> list[str]:
+    """The hosts the catalogue holds files of, sorted: one index seek per host (a skip
+    scan of the (host, path) index), not a pass over the rows."""
+    found = session.execute(text(
+        "WITH RECURSIVE h(host) AS (SELECT min(host) FROM file_hashes UNION ALL "
+        "SELECT (SELECT min(host) FROM file_hashes WHERE host > h.host) FROM h "
+        "WHERE h.host IS NOT NULL) SELECT host FROM h WHERE host IS NOT NULL"))
+    return [row[0] for row in found]
 
 
 def upsert_files(session: Session, rows: list[dict[str, Any]]) -> None:

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from dupfinder.db.files import under
+from dupfinder.db.files import hosts_of, under
 from dupfinder.db.models import Content, FileHash
 from dupfinder.db.paths import from_db
 from dupfinder.db.selection import EVERYTHING, Selection
@@ -79,27 +79,32 @@ def whole(sel: Selection) -> bool:
     return not (sel.host or sel.roots or sel.references)
 
 
-def _entry_conditions(sel: Selection) -> list[ColumnElement[bool]]:
+def _entry_conditions(sel: Selection, hosts: Sequence[str]) -> list[ColumnElement[bool]]:
     """The rows a selection starts from: under its folders, else under its reference
-    folders, else of its host."""
+    folders, else of its host; each a range of the (host, path) index for each host."""
     conds: list[ColumnElement[bool]] = [F.content_id.is_not(None)]
     if sel.host:
         conds.append(F.host == sel.host)
     if sel.roots:
-        conds.append(under(sel.roots))
+        conds.append(under(sel.roots, hosts))
     elif sel.references:
-        conds.append(or_(*(r.condition() for r in sel.references)))
+        conds.append(or_(*(r.condition(hosts) for r in sel.references)))
     return conds
 
 
-def group_rows(sel: Selection = EVERYTHING) -> Select[Any]:
+def _hosts(session: Session, sel: Selection) -> list[str]:
+    return [sel.host] if sel.host else hosts_of(session)
+
+
+def group_rows(sel: Selection = EVERYTHING, hosts: Sequence[str] = ()) -> Select[Any]:
     """One row per duplicate group of the selection: content_id, size, hash, algo, files,
-    inodes, wasted (counted over the selected members)."""
+    inodes, wasted (counted over the selected members). ``hosts`` are the catalogue's
+    (:func:`dupfinder.db.files.hosts_of`), for a selection by folders."""
     if whole(sel):
         return select(C.id.label("content_id"), C.size, C.full_hash.label("hash"),
                       C.hash_algo.label("algo"), C.files, C.inodes, C.wasted).where(
             C.inodes > 1, C.size >= sel.min_size)
-    held = select(F.content_id).where(*_entry_conditions(sel))
+    held = select(F.content_id).where(*_entry_conditions(sel, hosts))
     per_inode = (
         select(F.content_id, func.count().label("links"), *sel.inode_flags())
         .where(F.content_id.in_(held), *sel.member_conditions())
@@ -119,7 +124,7 @@ def group_rows(sel: Selection = EVERYTHING) -> Select[Any]:
 
 def group_totals(session: Session, sel: Selection = EVERYTHING) -> Totals:
     """(groups, files in groups, wasted bytes) over the selection."""
-    g = group_rows(sel).subquery()
+    g = group_rows(sel, [] if whole(sel) else _hosts(session, sel)).subquery()
     row = session.execute(select(func.count(), func.coalesce(func.sum(g.c.files), 0),
                                  func.coalesce(func.sum(g.c.wasted), 0))).one()
     return Totals(int(row[0]), int(row[1]), int(row[2]))
@@ -169,8 +174,8 @@ def _whole_pages(session: Session, sel: Selection) -> Iterator[list[_Row]]:
 def _sorted_pages(session: Session, sel: Selection, order: GroupSort
                   ) -> Iterator[list[_Row]]:
     """The selection's groups (as many as its answer has), sorted, then paged."""
-    rows = sorted((_Row(*r) for r in session.execute(group_rows(sel))), key=_ORDER[order],
-                  reverse=True)
+    rows = sorted((_Row(*r) for r in session.execute(group_rows(sel, _hosts(session, sel)))),
+                  key=_ORDER[order], reverse=True)
     session.rollback()
     for i in range(0, len(rows), PAGE):
         yield rows[i:i + PAGE]

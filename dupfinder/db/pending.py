@@ -190,20 +190,23 @@ _UPDATE = (
     f"hash_algo = m.hash_algo, content_id = m.content_id FROM {_MERGE} m "
     "WHERE file_hashes.id = m.file_id AND file_hashes.size = m.size "
     "AND file_hashes.mtime_ns = m.mtime_ns AND file_hashes.inode = m.inode")
-_TOUCHED = (  # before and after, and contents made for results that fit no row any more
+_TOUCHED = (  # the contents of the merged rows, before and after
     f"SELECT content_id FROM {_MERGE} WHERE content_id IS NOT NULL "
-    f"UNION SELECT old_content FROM {_MERGE} WHERE old_content IS NOT NULL "
-    "UNION SELECT c.id FROM contents c JOIN pending_hashes p ON c.full_hash = p.full_hash "
-    f"AND c.size = p.size AND c.hash_algo = p.hash_algo WHERE {_IN_CHUNK} AND c.files = 0")
+    f"UNION SELECT old_content FROM {_MERGE} WHERE old_content IS NOT NULL")
+# contents this chunk made for results that fitted no row after all (recounted ones always
+# hold a file, committed ones too)
+_UNUSED = "DELETE FROM contents WHERE id > :made_after AND files = 0"
 
 
 def _merge_upto(conn: Connection, params: dict[str, int]) -> int:
     """Merge one scan's results up to seq ``hi``, in the caller's transaction."""
     conn.execute(text(f"DELETE FROM {_MERGE}"))
+    made_after = conn.scalar(text("SELECT coalesce(max(id), 0) FROM contents"))
     conn.execute(text(_MAKE_CONTENTS), params)
     conn.execute(text(_FITTING), params)
     written = conn.execute(text(_UPDATE)).rowcount
     contents.refresh(conn, list(conn.scalars(text(_TOUCHED), params)))
+    conn.execute(text(_UNUSED), {"made_after": made_after})
     conn.execute(text("DELETE FROM pending_hashes WHERE scan_id = :scan AND seq <= :hi"),
                  params)
     return int(written or 0)

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dupfinder.db.bulk import STREAM_ROWS
-from dupfinder.db.files import under
+from dupfinder.db.files import hosts_of, under
 from dupfinder.db.groups import Group, GroupFile, Totals, group_totals, iter_groups
 from dupfinder.db.models import FileHash, ScanMetadata
 from dupfinder.db.paths import from_db
@@ -118,7 +118,7 @@ def stats(session: Session, sel: Selection = EVERYTHING, top: int = 10) -> Stats
 
 def catalogue_hosts(session: Session) -> list[str]:
     """The host labels the catalogue holds files of, sorted."""
-    return list(session.scalars(select(F.host).distinct().order_by(F.host)))
+    return hosts_of(session)
 
 
 def check_selection(session: Session, host: str | None, folders: Sequence[str],
@@ -136,7 +136,8 @@ def check_selection(session: Session, host: str | None, folders: Sequence[str],
     for folder in folders:
         if os.path.lexists(folder):
             continue
-        if session.execute(select(F.id).where(under([folder])).limit(1)).first() is None:
+        hosts = catalogue_hosts(session)
+        if session.execute(select(F.id).where(under([folder], hosts)).limit(1)).first() is None:
             raise UsageError(f"{for_message(folder)}: no such file or folder, and nothing "
                              "catalogued under it")
 

@@ -54,9 +54,10 @@ class CatalogRow(NamedTuple):
 
 
 def _page(conn: Connection, where: str, params: dict[str, Any]) -> list[CatalogRow]:
-    rows = conn.execute(text(f"SELECT {_COLUMNS} FROM file_hashes WHERE {where} "
-                             f"ORDER BY path LIMIT {PAGE}"), params).all()
-    return [CatalogRow(*r) for r in rows]
+    result = conn.execute(text(f"SELECT {_COLUMNS} FROM file_hashes WHERE {where} "
+                               f"ORDER BY path LIMIT {PAGE}"), params)
+    # the driver's own tuples: a SQLAlchemy row per catalogue row cost more than the read
+    return list(map(CatalogRow._make, result.cursor.fetchall()))
 
 
 def rows_under(conn: Connection, host: str, roots: Sequence[str], scan_id: int
@@ -151,9 +152,12 @@ def rows_of_sizes(conn: Connection, sizes: Iterable[int]) -> list[SizeRow]:
 
 
 class NewRow(NamedTuple):
-    """A file the walk found that the catalogue does not hold (or held as another file)."""
+    """A file the walk found that the catalogue does not hold (or held as another file);
+    ``key`` is its path's order key (:func:`dupfinder.db.paths.order_key`), which is the
+    stored form."""
 
     path: str
+    key: str
     name: str
     size: int
     mtime_ns: int
@@ -224,11 +228,11 @@ class RowWriter:
         contents.refresh(self.conn, touched)
         self.conn.commit()
         if ids:
-            ids.sort(key=lambda pair: to_db(pair[1].path))
+            ids.sort(key=lambda pair: pair[1].key)
             self.on_ids(ids)
 
     def _values(self, row: NewRow) -> tuple[Any, ...]:
-        return (self.host, to_db(row.path), to_db(row.name), row.size, row.mtime_ns,
+        return (self.host, row.key, to_db(row.name), row.size, row.mtime_ns,
                 signed64(row.device), signed64(row.inode), row.nlink, self.scan_id)
 
     def _insert(self, rows: list[NewRow]) -> list[tuple[int, NewRow]]:
@@ -237,7 +241,7 @@ class RowWriter:
         dbapi = self.conn.connection.dbapi_connection
         assert dbapi is not None
         cursor = dbapi.cursor()
-        by_key = {to_db(r.path): r for r in rows}
+        by_key = {r.key: r for r in rows}
         try:
             if self._pg:
                 cursor.execute("CREATE TEMP TABLE IF NOT EXISTS dupfinder_new (host TEXT, "

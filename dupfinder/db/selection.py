@@ -28,10 +28,12 @@ class Reference(NamedTuple):
     folder: str
     host: str | None = None  # None: that folder on any host
 
-    def condition(self) -> ColumnElement[bool]:
-        """SQL: the file lies under this reference folder."""
-        inside = under([self.folder])
-        return inside if self.host is None else and_(F.host == self.host, inside)
+    def condition(self, hosts: Sequence[str] | None = None) -> ColumnElement[bool]:
+        """SQL: the file lies under this reference folder (with ``hosts``, the catalogue's,
+        as ranges of the (host, path) index)."""
+        if self.host is not None:
+            return and_(F.host == self.host, under([self.folder]))
+        return under([self.folder], hosts)
 
     def holds(self, path: str, host: str) -> bool:
         """Whether the file at ``path`` on ``host`` lies under this reference folder."""

@@ -20,38 +20,26 @@ reported as ``undecided`` when its known plus possible copies would reach ``min_
 i.e. when the answer depends on hashes not computed yet (a scan of both sides computes
 them). In particular a file whose size no outside file has is unique without being hashed.
 
-Everything is counted by the database in one statement, with no per-file query: outside
-inodes are grouped by (size), (size, algorithm), (size, algorithm, prefix hash) and (size,
-algorithm, full hash), and each examined file picks its counts up by equality joins, so the
-work stays linear however many files share a size. Results stream, ordered by path.
+The cost follows the answer: the examined rows are a range of the (host, path) index, read
+a page at a time; a hashed file's copies are the other rows of its content
+(``ix_file_hashes_content``); possible copies are ranges of ``ix_file_hashes_size`` (rows of
+the size not hashed, or by another algorithm, or with the same prefix and no full hash),
+which a fully scanned catalogue leaves nearly empty. Results stream, ordered by path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from sqlalchemy import (
-    ColumnElement,
-    Select,
-    and_,
-    case,
-    false,
-    func,
-    literal,
-    not_,
-    or_,
-    select,
-    union_all,
-)
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
-from dupfinder.db.bulk import stream_raw
-from dupfinder.db.files import under
-from dupfinder.db.models import FileHash
-from dupfinder.db.paths import from_db
+from dupfinder.db.paths import subtree_range, to_db
+from dupfinder.db.rows import CatalogRow, rows_under
+from dupfinder.paths import is_under
 
-F = FileHash
+PAGE = 1000  # examined files per round of look-ups
 
 
 class UniqueFile(NamedTuple):
@@ -76,85 +64,76 @@ class UniqueTotals(NamedTuple):
     bytes: int
 
 
-def _unique_rows(roots: Sequence[str] | None, min_copies: int, hosts: Iterable[str] | None,
-                 host: str, undecided: bool | None) -> Select[Any]:
-    """One row per reported file: path, host, size, device, inode, copies, undecided."""
-    outside: ColumnElement[bool] = or_(F.host != host, not_(under(roots)))
-    if hosts is not None:
-        # host = ... OR ...: stream_raw compiles once, without "expanding" IN parameters
-        outside = and_(outside, or_(false(), *(F.host == h for h in hosts)))
-    # the outside files, one row per inode (hard links fold), and the examined files
-    o = (
-        select(literal(None, F.path.type).label("path"), F.host, F.device, F.inode,
-               func.min(F.size).label("size"), func.min(F.hash_algo).label("algo"),
-               func.min(F.prefix_hash).label("prefix"), func.min(F.full_hash).label("full"),
-               literal(1).label("outside"))
-        .where(outside)
-        .group_by(F.host, F.device, F.inode)
-    )
-    mine = select(F.path, F.host, F.device, F.inode, F.size, F.hash_algo.label("algo"),
-                  F.prefix_hash.label("prefix"), F.full_hash.label("full"),
-                  literal(0).label("outside")).where(F.host == host, under(roots))
-    u = union_all(mine, o).subquery("u")
+class _Other(NamedTuple):
+    """A catalogued file that may be a copy: who holds it, where, and its hashes."""
 
-    def outside_count(*partition: Any, when: ColumnElement[bool] | None = None) -> Any:
-        counted = u.c.outside if when is None else case((when, u.c.outside), else_=0)
-        return func.sum(counted).over(partition_by=partition)
+    host: str
+    device: int
+    inode: int
+    key: str  # the stored path, as an order key
+    algo: str | None
+    prefix: str | None
+    full: str | None
 
-    def own(col: Any) -> Any:  # the examined file's own inode as seen outside, if linked
-        return func.max(case((u.c.outside == 1, col))).over(
-            partition_by=(u.c.host, u.c.device, u.c.inode, u.c.size))
 
-    w = select(
-        u.c.path, u.c.host, u.c.size, u.c.device, u.c.inode, u.c.algo, u.c.prefix, u.c.full,
-        u.c.outside,
-        outside_count(u.c.size).label("n_size"),
-        outside_count(u.c.size, u.c.algo).label("n_algo"),
-        outside_count(u.c.size, u.c.algo, u.c.prefix).label("n_prefix"),
-        outside_count(u.c.size, u.c.algo, u.c.prefix,
-                      when=u.c.full.is_not(None)).label("n_prefix_full"),
-        outside_count(u.c.size, u.c.algo, u.c.full).label("n_full"),
-        outside_count(u.c.host, u.c.device, u.c.inode, u.c.size).label("own_n"),
-        own(u.c.algo).label("own_algo"), own(u.c.prefix).label("own_prefix"),
-        own(u.c.full).label("own_full"),
-    ).subquery("w")
+_FIELDS = "host, device, inode, path, hash_algo, prefix_hash, full_hash"
 
-    empty = w.c.size == 0
-    has_full = and_(w.c.full.is_not(None), w.c.algo.is_not(None))
-    has_prefix = and_(w.c.prefix.is_not(None), w.c.algo.is_not(None))
-    n_size = w.c.n_size
-    # outside inodes with the same content; those whose hashes do not prove a difference
-    known = case((empty, n_size), (has_full, w.c.n_full), else_=0)
-    other_algo = n_size - case((w.c.algo.is_not(None), w.c.n_algo), else_=0)
-    possible = case(
-        (empty, 0),
-        (has_full, other_algo + w.c.n_prefix - w.c.n_prefix_full),
-        (has_prefix, other_algo + w.c.n_prefix),
-        else_=n_size,
-    )
-    # the same tests for the examined file's own inode seen from outside
-    own_there = w.c.own_n > 0
-    own_algo_differs = or_(w.c.own_algo.is_(None), w.c.own_algo != w.c.algo)
-    own_known = and_(own_there, or_(
-        empty, and_(has_full, w.c.own_algo == w.c.algo, w.c.own_full == w.c.full)))
-    own_possible = and_(own_there, not_(empty), case(
-        (has_full, or_(own_algo_differs,
-                       and_(w.c.own_prefix == w.c.prefix, w.c.own_full.is_(None)))),
-        (has_prefix, or_(own_algo_differs, w.c.own_prefix == w.c.prefix)),
-        else_=literal(True),
-    ))
-    copies = known - case((own_known, 1), else_=0)
-    maybe = possible - case((own_possible, 1), else_=0)
-    inner = (select(w.c.path, w.c.host, w.c.size, w.c.device, w.c.inode,
-                    copies.label("copies"), maybe.label("maybe"))
-             .where(w.c.outside == 0).subquery("inner"))
-    is_undecided = inner.c.copies + inner.c.maybe >= min_copies
-    stmt = select(inner.c.path, inner.c.host, inner.c.size, inner.c.device, inner.c.inode,
-                  inner.c.copies, is_undecided.label("undecided")
-                  ).where(inner.c.copies < min_copies)
-    if undecided is not None:
-        stmt = stmt.where(is_undecided if undecided else not_(is_undecided))
-    return stmt
+
+class _Question:
+    """One ``unique`` question: the examined host and folders, the hosts that count."""
+
+    def __init__(self, conn: Connection, roots: Sequence[str], host: str,
+                 hosts: Iterable[str] | None, min_copies: int) -> None:
+        self.conn, self.host, self.min_copies = conn, host, min_copies
+        self.hosts = None if hosts is None else set(hosts)
+        self.ranges = [(to_db(r), *subtree_range(to_db(r))) for r in roots]
+
+    def outside(self, o: _Other) -> bool:
+        """Whether ``o`` may count as a copy at all: outside the roots, on a counted host."""
+        if self.hosts is not None and o.host not in self.hosts:
+            return False
+        if o.host != self.host:
+            return True
+        return not any(o.key == root or lo <= o.key < hi for root, lo, hi in self.ranges)
+
+    def _rows(self, where: str, params: dict[str, object]) -> list[_Other]:
+        found = self.conn.execute(text(f"SELECT {_FIELDS} FROM file_hashes WHERE {where}"),
+                                  params)
+        return [o for o in map(_Other._make, found.cursor.fetchall()) if self.outside(o)]
+
+    def members(self, content_ids: list[int]) -> dict[int, list[_Other]]:
+        """The outside files of these contents."""
+        out: dict[int, list[_Other]] = {}
+        for i in range(0, len(content_ids), 500):
+            part = content_ids[i:i + 500]
+            marks = ", ".join(f":c{n}" for n in range(len(part)))
+            found = self.conn.execute(text(
+                f"SELECT content_id, {_FIELDS} FROM file_hashes "
+                f"WHERE content_id IN ({marks})"), {f"c{n}": c for n, c in enumerate(part)})
+            for cid, *rest in found.cursor.fetchall():
+                o = _Other(*rest)
+                if self.outside(o):
+                    out.setdefault(cid, []).append(o)
+        return out
+
+    def possible(self, size: int, algo: str | None, prefix: str | None, full: bool
+                 ) -> list[_Other]:
+        """Outside files of ``size`` whose hashes do not prove them another content than a
+        file with these hashes (ranges of the size index)."""
+        p = {"s": size, "a": algo, "p": prefix}
+        if algo is None or prefix is None:  # no hash: every file of the size may be one
+            return self._rows("size = :s", p)
+        found = (self._rows("size = :s AND hash_algo IS NULL", p)
+                 + self._rows("size = :s AND hash_algo < :a", p)
+                 + self._rows("size = :s AND hash_algo > :a", p))
+        same_prefix = "size = :s AND hash_algo = :a AND prefix_hash = :p"
+        if full:  # a full hash by our algorithm proves either way; only one missing may not
+            same_prefix += " AND full_hash IS NULL"
+        return found + self._rows(same_prefix, p)
+
+
+def _inodes(others: Iterable[_Other]) -> set[tuple[str, int, int]]:
+    return {(o.host, o.device, o.inode) for o in others}
 
 
 def unique_files(session: Session, roots: Sequence[str] | None, min_copies: int = 1,
@@ -168,26 +147,72 @@ def unique_files(session: Session, roots: Sequence[str] | None, min_copies: int 
     None reports every such file, True only the undecided ones, False only the decided
     ones. No ``roots`` examines every file of the host (copies then lie on other hosts).
     """
-    rows = _unique_rows(roots, min_copies, hosts, host, undecided).subquery()
-    stmt = (select(rows.c.path, rows.c.host, rows.c.size, rows.c.copies, rows.c.undecided)
-            .order_by(rows.c.path))
-    for path, on, size, copies, undecided_ in stream_raw(session, stmt):
-        yield UniqueFile(from_db(path), on, int(size), int(copies), bool(undecided_))
+    for f, copies, maybe in _examined(session, roots or ["/"], min_copies, hosts, host):
+        if copies >= min_copies:
+            continue
+        is_undecided = copies + maybe >= min_copies
+        if undecided is None or undecided == is_undecided:
+            yield UniqueFile(f.path, host, int(f.size), copies, is_undecided)
+
+
+def _examined(session: Session, roots: Sequence[str], min_copies: int,
+              hosts: Iterable[str] | None, host: str
+              ) -> Iterator[tuple[CatalogRow, int, int]]:
+    """Each examined file with its known and possible copies (distinct inodes)."""
+    conn = session.connection()
+    outer: list[str] = []  # each file once, however the roots nest
+    for root in sorted(set(roots), key=len):
+        if not any(is_under(root, o) for o in outer):
+            outer.append(root)
+    roots = sorted(outer, key=lambda r: to_db(r.rstrip("/") + "/"))
+    q = _Question(conn, roots, host, hosts, min_copies)
+    page: list[CatalogRow] = []
+    for row in rows_under(conn, host, roots, scan_id=0):
+        page.append(row)
+        if len(page) >= PAGE:
+            yield from _judge(q, page)
+            page = []
+    yield from _judge(q, page)
+
+
+def _judge(q: _Question, page: list[CatalogRow]) -> Iterator[tuple[CatalogRow, int, int]]:
+    hashed = sorted({r.content_id for r in page if r.content_id is not None and r.size})
+    members = q.members(hashed) if hashed else {}
+    empty: set[tuple[str, int, int]] | None = None
+    looked: dict[tuple[int, str | None, str | None, bool], set[tuple[str, int, int]]] = {}
+    for r in page:
+        own = (q.host, r.device, r.inode)
+        if r.size == 0:  # every empty file is the same content
+            if empty is None:
+                empty = _inodes(q._rows("size = 0", {}))
+            yield r, len(empty - {own}), 0
+            continue
+        full = r.full is not None and r.algo is not None
+        known = _inodes(members.get(r.content_id, [])) - {own} if full else set()
+        key = (r.size, r.algo if r.prefix else None, r.prefix if r.algo else None, full)
+        if key not in looked:
+            looked[key] = _inodes(q.possible(*key))
+        maybe = looked[key] - known - {own}
+        yield r, len(known), len(maybe)
 
 
 def unique_totals(session: Session, roots: Sequence[str] | None, min_copies: int = 1,
                   hosts: Iterable[str] | None = None, *, host: str,
                   undecided: bool | None = None) -> UniqueTotals:
-    """(files, bytes) of what :func:`unique_files` reports, counted by the database.
+    """(files, bytes) of what :func:`unique_files` reports: ``files`` counts paths;
+    ``bytes`` counts each inode once (hard links under the roots take the space once)."""
+    files = 0
+    nbytes = 0
+    seen: set[tuple[int, int]] = set()
+    for f, copies, maybe in _examined(session, roots or ["/"], min_copies, hosts, host):
+        if copies >= min_copies:
+            continue
+        is_undecided = copies + maybe >= min_copies
+        if undecided is not None and undecided != is_undecided:
+            continue
+        files += 1
+        if (f.device, f.inode) not in seen:
+            seen.add((f.device, f.inode))
+            nbytes += int(f.size)
+    return UniqueTotals(files, nbytes)
 
-    ``files`` counts paths; ``bytes`` counts each inode once (hard links under the roots
-    take the space once).
-    """
-    rows = _unique_rows(roots, min_copies, hosts, host, undecided).subquery()
-    per_inode = (select(func.count().label("paths"), func.max(rows.c.size).label("size"))
-                 .group_by(rows.c.device, rows.c.inode).subquery())
-    files, nbytes = session.execute(
-        select(func.coalesce(func.sum(per_inode.c.paths), 0),
-               func.coalesce(func.sum(per_inode.c.size), 0))
-    ).one()
-    return UniqueTotals(int(files), int(nbytes))

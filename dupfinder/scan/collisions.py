@@ -113,6 +113,16 @@ class Collisions:
 
     def see(self, f: Seen) -> None:
         """A walked file of this host, with its catalogue id."""
+        if f.nlink == 1 and not f.fresh and f.full is not None and f.algo == self.tag \
+                and f.size <= self.whole:
+            # the common case of a rescan: hashed, and read whole, so only an inode of
+            # its size to count in (no work, no look-up)
+            state = self.sizes.get(f.size)
+            if state is None:
+                state = self.sizes[f.size] = _Size()
+            if state.meet((self.host, f.device, f.inode)):
+                self._release(state)
+            return
         if f.nlink > 1:
             key = (f.device, f.inode)
             links = self.links.setdefault(key, [])

@@ -59,10 +59,10 @@ class Sync:
             return
         c = self.counts
         c.seen += 1
-        new = NewRow(e.path, e.name, e.size, e.mtime_ns, e.device, e.inode, e.nlink)
         if not same:
             c.new += 1
-            self.writer.add(new)
+            self.writer.add(NewRow(e.path, key, e.name, e.size, e.mtime_ns, e.device, e.inode,
+                                   e.nlink))
             return
         assert row is not None
         if (row.size, row.mtime_ns, row.device, row.inode) == (
@@ -72,7 +72,8 @@ class Sync:
                               e.nlink, row.prefix, row.full, row.algo, fresh=False))
         else:
             c.changed += 1
-            self.writer.change(row.id, new, row.content_id)
+            self.writer.change(row.id, NewRow(e.path, key, e.name, e.size, e.mtime_ns,
+                                              e.device, e.inode, e.nlink), row.content_id)
 
     def _advance(self, key: str) -> None:
         """Settle every row that sorts before ``key``: the walk passed it without a file."""
