@@ -16,21 +16,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dupfinder.actions import apply as _apply
-from dupfinder.actions import planfile, recover
-from dupfinder.actions import undo as _undo
-from dupfinder.actions.plan import Plan, check_move_target, plan_groups
 from dupfinder.config import Settings, load_settings
-from dupfinder.db import journal as _journal
 from dupfinder.db import queries
 from dupfinder.db.engine import Database, open_database
-from dupfinder.db.folders import FolderGroup, duplicate_folders
-from dupfinder.db.journal import EntryRecord, RunRecord
 from dupfinder.db.queries import Group, Stats, Totals
 from dupfinder.db.selection import Reference, Selection
-from dupfinder.db.unique import UniqueFile, UniqueTotals, unique_files, unique_totals
 from dupfinder.errors import SafetyError, UsageError
 from dupfinder.paths import PathArg, absolute, display
 from dupfinder.scan.options import ScanOptions, make_options, resolve_roots
@@ -38,6 +30,14 @@ from dupfinder.scan.pipeline import ScanSummary
 from dupfinder.scan.pipeline import run_scan as _run_scan
 from dupfinder.states import Action, EntryState, GroupSort, KeepPolicy, Scope
 from dupfinder.units import parse_size
+
+if TYPE_CHECKING:  # the actions and the other questions load when first asked for
+    from dupfinder.actions.apply import Run
+    from dupfinder.actions.plan import Plan
+    from dupfinder.actions.undo import UndoResult
+    from dupfinder.db.folders import FolderGroup
+    from dupfinder.db.journal import EntryRecord, RunRecord
+    from dupfinder.db.unique import UniqueFile, UniqueTotals
 
 Under = PathArg | Iterable[PathArg] | None
 Refs = Iterable[PathArg | Reference]
@@ -235,12 +235,16 @@ class Catalogue:
 
     def _unique(self, folders: list[str], min_copies: int, hosts: list[str] | None
                 ) -> Iterator[UniqueFile]:
+        from dupfinder.db.unique import unique_files
+
         with self.db.session() as s:
             yield from unique_files(s, folders, min_copies, hosts, host=self.host)
 
     def unique_totals(self, under: Under, *, min_copies: int = 1,
                       hosts: Iterable[str] | None = None) -> UniqueTotals:
         """Files and bytes :meth:`unique` would list."""
+        from dupfinder.db.unique import unique_totals
+
         folders = _folders(under) or []
         with self.db.session() as s:
             return unique_totals(s, folders, min_copies,
@@ -250,6 +254,8 @@ class Catalogue:
                 same_names: bool = False) -> list[FolderGroup]:
         """Duplicate folders: whole subtrees holding the same contents (and, with
         ``same_names``, the same relative paths), topmost only, biggest waste first."""
+        from dupfinder.db.folders import duplicate_folders
+
         roots = _folders(under)
         with self.db.session() as s:
             queries.check_selection(s, host, roots or [])
@@ -267,6 +273,9 @@ class Catalogue:
         are never touched), else under a ``prefer`` folder, else outside ``under``, else by
         ``keep``. ``scope="within"``: only groups among the files under ``under``.
         Nothing is touched."""
+        from dupfinder.actions import recover
+        from dupfinder.actions.plan import Plan, check_move_target, plan_groups
+
         act = Action(action)
         roots = _folders(under) or []
         if to is not None and act != Action.MOVE:
@@ -303,36 +312,50 @@ class Catalogue:
 
     def save_plan(self, plan: Plan, path: PathArg) -> None:
         """Write ``plan`` as a JSON file a person can review and edit."""
+        from dupfinder.actions import planfile
+
         planfile.save_plan(plan, os.fsdecode(os.fspath(path)))
 
     def load_plan(self, path: PathArg) -> Plan:
         """Read a plan file for this host (malformed: :class:`UsageError`; another host's:
         :class:`SafetyError`). A move target is checked against every folder this host
         has scanned, whatever the file says its roots were."""
+        from dupfinder.actions import planfile
+
         plan = planfile.load_plan(os.fsdecode(os.fspath(path)), self.host)
         if plan.action == Action.MOVE:
             plan.roots = sorted(set(plan.roots) | set(self._scanned_roots()))
         return plan
 
     def apply(self, plan: Plan, progress: Callable[[Any, EntryState], None] | None = None
-              ) -> _apply.Run:
+              ) -> Run:
         """Carry out a plan: verified, journaled, one run at a time per host."""
-        return _apply.apply(self.db, self.host, plan, progress)
+        from dupfinder.actions.apply import apply
 
-    def undo(self, run_id: int | None = None) -> _undo.UndoResult:
+        return apply(self.db, self.host, plan, progress)
+
+    def undo(self, run_id: int | None = None) -> UndoResult:
         """Reverse a run (default: this host's latest run that acted)."""
-        return _undo.undo(self.db, self.host, run_id)
+        from dupfinder.actions.undo import undo
+
+        return undo(self.db, self.host, run_id)
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
         """This host's latest dedupe runs, newest first (a run whose process died is shown
         ``interrupted``)."""
+        from dupfinder.actions import recover
+        from dupfinder.db import journal
+
         recover.close_dead_runs_if_idle(self.db, self.host)
         with self.db.session() as s:
-            return _journal.runs(s, self.host, limit)
+            return journal.runs(s, self.host, limit)
 
     def journal(self, run_id: int) -> list[EntryRecord]:
         """The entries of one run, with what a run that died actually did read back from
         the disk first (only for this host's runs)."""
+        from dupfinder.actions import recover
+        from dupfinder.db import journal as _journal
+
         with self.db.session() as s:
             run = _journal.get_run(s, run_id)
         if run is None:

@@ -456,3 +456,31 @@ def test_an_older_catalogue_is_upgraded_without_loss(db_url: str, tmp_path: Path
         assert (again.duplicate_groups, again.files_in_groups) == (3, 7)
         assert again.files_hashed == 0  # nothing hashed twice
         assert cat.scan([tmp_path / "t"]).files_in_groups == 7
+
+
+def test_a_cold_load_cut_short_gets_its_indexes_back(db_url: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first scan into an empty catalogue drops the rows' secondary indexes and builds
+    them at its end; one interrupted before that leaves them to the next command."""
+    for i in range(20):
+        write(tmp_path / f"t/{i}/a", f"twin {i}")
+        write(tmp_path / f"t/{i}/b", f"twin {i}")
+
+    def stop(*_a: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline._Scan, "_hash_the_rest", stop)
+    with Catalogue.open(db_url, host=HOST, fallback=False) as cat, \
+            pytest.raises(KeyboardInterrupt):
+        cat.scan([tmp_path / "t"])
+    monkeypatch.undo()
+    with Catalogue.open(db_url, host=HOST, fallback=False) as cat:
+        with cat.db.engine.connect() as conn:
+            indexes = {i["name"] for i in inspect(conn).get_indexes("file_hashes")}
+        assert {"ix_file_hashes_content", "ix_file_hashes_size"} <= indexes
+        again = cat.scan([tmp_path / "t"])
+        assert again.duplicate_groups == 20
+        with cat.db.session() as s:
+            from dupfinder.db import contents
+
+            assert contents.kept(s) == contents.recount(s)

@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Select, Table
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateTable
 
@@ -35,6 +34,18 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
             batch = []
     if batch:
         yield batch
+
+
+def dialect_insert(dialect: str) -> Any:
+    """The ``insert`` of the dialect (with ``on_conflict_do_*``), imported when first asked:
+    loading SQLAlchemy's PostgreSQL dialect cost a SQLite command 50 ms of start-up."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert
 
 
 def signed64(n: int) -> int:
@@ -121,6 +132,8 @@ def sqlite_executemany(session: Session, stmt: Any, rows: list[dict[str, Any]]) 
 def _sqlite_compiled(stmt: Any, keys: tuple[str, ...]) -> tuple[str, tuple[str, ...], list[Any]]:
     """SQL with ``?`` placeholders, the parameter order, and each parameter's bind
     processor (e.g. datetimes to SQLAlchemy's SQLite text format), or [] if none has one."""
+    from sqlalchemy.dialects import sqlite
+
     dialect = sqlite.dialect()
     compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
     order = tuple(compiled.positiontup or ())

@@ -19,9 +19,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, delete, exists, func, insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from dupfinder.db.bulk import dialect_insert as _insert
 from dupfinder.db.models import Content, FileHash
 
 F, C = FileHash, Content
@@ -89,11 +89,13 @@ def refresh(session: Executor, ids: Iterable[int | None]) -> None:
 
 
 _TOUCHED = "dupfinder_touched"
+# the touched ids drive the join: each is a seek into ix_file_hashes_content (SQLite reads a
+# CROSS JOIN in the order written; left to itself it scanned the whole index per chunk)
 _RECOUNT = (
     "UPDATE contents SET files = a.files, inodes = a.inodes, hosts = a.hosts, "
     "wasted = (a.inodes - 1) * contents.size FROM (SELECT content_id, sum(links) AS files, "
     "count(*) AS inodes, count(DISTINCT host) AS hosts FROM (SELECT f.content_id, f.host, "
-    f"count(*) AS links FROM {_TOUCHED} t JOIN file_hashes f ON f.content_id = t.id "
+    f"count(*) AS links FROM {_TOUCHED} t {{join}} file_hashes f {{on}} f.content_id = t.id "
     "GROUP BY f.content_id, f.host, f.device, f.inode) AS per_inode GROUP BY content_id) AS a "
     "WHERE contents.id = a.content_id")
 _DROP_EMPTY = (
@@ -111,7 +113,8 @@ def _refresh_many(session: Executor, todo: list[int]) -> None:
     if pg:
         session.execute(text(f"SELECT id FROM contents WHERE id IN (SELECT id FROM {_TOUCHED}) "
                              "ORDER BY id FOR UPDATE"))
-    session.execute(text(_RECOUNT))
+    session.execute(text(_RECOUNT.format(join="JOIN" if pg else "CROSS JOIN",
+                                         on="ON" if pg else "WHERE")))
     session.execute(text(_DROP_EMPTY))
     session.execute(text(f"DELETE FROM {_TOUCHED}"))
 
@@ -121,7 +124,7 @@ def ensure(session: Executor, keys: Iterable[ContentKey]) -> dict[ContentKey, in
     scans making the same content meet in the unique key, not in a second row."""
     wanted = sorted(set(keys))
     found: dict[ContentKey, int] = {}
-    ins = (postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert)(C)
+    ins = _insert(_dialect(session))(C)
     for chunk in _chunks(wanted):
         session.execute(ins.on_conflict_do_nothing(
             index_elements=[C.full_hash, C.size, C.hash_algo]),
@@ -189,6 +192,19 @@ def linked_correctly(session: Executor) -> int:
         | (F.content_id.is_not(None) & ~and_(C.size == F.size, C.hash_algo == F.hash_algo,
                                               C.full_hash == F.full_hash)))
     return int(session.scalar(wrong) or 0)
+
+
+def recount_all(session: Executor) -> None:
+    """Recount every content in one pass over the rows (after a cold load), and drop the
+    contents no row holds."""
+    session.execute(text(
+        "UPDATE contents SET files = a.files, inodes = a.inodes, hosts = a.hosts, "
+        "wasted = (a.inodes - 1) * contents.size FROM (SELECT content_id, sum(links) AS files, "
+        "count(*) AS inodes, count(DISTINCT host) AS hosts FROM (SELECT content_id, host, "
+        "count(*) AS links FROM file_hashes WHERE content_id IS NOT NULL "
+        "GROUP BY content_id, host, device, inode) AS per_inode GROUP BY content_id) AS a "
+        "WHERE contents.id = a.content_id"))
+    session.execute(text("DELETE FROM contents WHERE files = 0"))
 
 
 def build_all(session: Executor) -> None:

@@ -12,10 +12,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, column, literal, or_, select, table, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from dupfinder.db.bulk import copy_csv, raw_cursor, sqlite_executemany
+from dupfinder.db.bulk import dialect_insert as _insert
 from dupfinder.db.models import FileHash
 from dupfinder.db.paths import DbPath, db_roots, from_db, subtree_range, to_db
 
@@ -98,6 +98,8 @@ def _pg_upsert_sql(dialect: Any, columns: tuple[str, ...]) -> tuple[str, str]:
         raise ValueError(f"unknown columns: {columns}")
     stage = "dupfinder_stage_" + hashlib.sha1(",".join(columns).encode()).hexdigest()[:10]
     source = table(stage, *(column(c) for c in columns))
+    from sqlalchemy.dialects import postgresql  # only a PostgreSQL catalogue needs it
+
     ins = postgresql.insert(F.__table__).from_select(list(columns), select(*source.c))
     return str(on_conflict(ins).compile(dialect=dialect)), stage
 
@@ -105,7 +107,7 @@ def _pg_upsert_sql(dialect: Any, columns: tuple[str, ...]) -> tuple[str, str]:
 @functools.cache
 def _upsert_statement(dialect: str) -> Any:
     """INSERT ... ON CONFLICT (host, path) DO UPDATE of one row of parameters."""
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(F.__table__)
+    ins = _insert(dialect)(F.__table__)
     return on_conflict(ins)
 
 

@@ -30,6 +30,9 @@ from dupfinder.states import ScanStatus
 
 F, P = FileHash, PendingHash
 MERGE_ROWS = 50_000  # pending results per merge transaction
+# SQLite's page cache for a connection that writes in bulk (default 2 MiB): the indexes a
+# merge updates stay in it (figures in bench/README.md)
+WRITER_CACHE_KIB = 131072
 _COLUMNS = ("scan_id", "file_id", "size", "mtime_ns", "inode", "prefix_hash", "full_hash",
             "hash_algo")
 
@@ -130,10 +133,12 @@ def orphans(session: Session) -> list[int]:
         P.scan_id.in_(ended) | P.scan_id.not_in(select(ScanMetadata.id)))))
 
 
-def merge(db: Database, scan_id: int, chunk: int = MERGE_ROWS) -> int:
+def merge(db: Database, scan_id: int, chunk: int = MERGE_ROWS, recount: bool = True) -> int:
     """Move the pending results of ``scan_id`` into their rows, ``chunk`` results per
     transaction; returns how many rows took a hash. Call when nothing adds results for
-    that scan any more (its stage is over, or it has ended).
+    that scan any more (its stage is over, or it has ended). ``recount`` False leaves the
+    contents' counts to one :func:`dupfinder.db.contents.recount_all` afterwards (a cold
+    load, whose rows have no content index yet).
 
     Each chunk is a few set-based statements: the contents its full hashes name are made,
     the results that still fit their rows are copied in file-id order into a temporary
@@ -144,6 +149,8 @@ def merge(db: Database, scan_id: int, chunk: int = MERGE_ROWS) -> int:
     after."""
     merged = 0
     with db.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.execute(text(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}"))
         conn.execute(text(f"DROP TABLE IF EXISTS {_MERGE}"))
         conn.execute(text(_CREATE_MERGE))
         conn.commit()
@@ -152,7 +159,7 @@ def merge(db: Database, scan_id: int, chunk: int = MERGE_ROWS) -> int:
                 hi = conn.scalar(text(_CHUNK_END), {"scan": scan_id, "n": chunk})
                 if hi is None:
                     return merged
-                merged += _merge_upto(conn, {"scan": scan_id, "hi": int(hi)})
+                merged += _merge_upto(conn, {"scan": scan_id, "hi": int(hi)}, recount)
                 conn.commit()
         finally:
             conn.rollback()
@@ -168,10 +175,11 @@ _CREATE_MERGE = (
 _CHUNK_END = ("SELECT max(seq) FROM (SELECT seq FROM pending_hashes WHERE scan_id = :scan "
               "ORDER BY seq LIMIT :n) AS chunk")
 _IN_CHUNK = "p.scan_id = :scan AND p.seq <= :hi"
-_MAKE_CONTENTS = (  # with zero counts: the recount sets them
+_MAKE_CONTENTS = (  # with zero counts: the recount sets them; in the unique key's order
     "INSERT INTO contents (size, hash_algo, full_hash, files, inodes, hosts, wasted) "
     "SELECT DISTINCT p.size, p.hash_algo, p.full_hash, 0, 0, 0, 0 FROM pending_hashes p "
     f"WHERE {_IN_CHUNK} AND p.full_hash IS NOT NULL "
+    "ORDER BY p.full_hash, p.size, p.hash_algo "
     "ON CONFLICT (full_hash, size, hash_algo) DO NOTHING")
 _FITTING = (  # the latest result of each file: a full one comes after the prefix one
     f"INSERT INTO {_MERGE} SELECT p.file_id, p.size, p.mtime_ns, p.inode, "
@@ -198,15 +206,16 @@ _TOUCHED = (  # the contents of the merged rows, before and after
 _UNUSED = "DELETE FROM contents WHERE id > :made_after AND files = 0"
 
 
-def _merge_upto(conn: Connection, params: dict[str, int]) -> int:
+def _merge_upto(conn: Connection, params: dict[str, int], recount: bool) -> int:
     """Merge one scan's results up to seq ``hi``, in the caller's transaction."""
     conn.execute(text(f"DELETE FROM {_MERGE}"))
     made_after = conn.scalar(text("SELECT coalesce(max(id), 0) FROM contents"))
     conn.execute(text(_MAKE_CONTENTS), params)
     conn.execute(text(_FITTING), params)
     written = conn.execute(text(_UPDATE)).rowcount
-    contents.refresh(conn, list(conn.scalars(text(_TOUCHED), params)))
-    conn.execute(text(_UNUSED), {"made_after": made_after})
+    if recount:
+        contents.refresh(conn, list(conn.scalars(text(_TOUCHED), params)))
+        conn.execute(text(_UNUSED), {"made_after": made_after})
     conn.execute(text("DELETE FROM pending_hashes WHERE scan_id = :scan AND seq <= :hi"),
                  params)
     return int(written or 0)

@@ -262,11 +262,17 @@ class RowWriter:
                 cursor.execute("TRUNCATE dupfinder_new")
             else:
                 stamp = self.now.strftime("%Y-%m-%d %H:%M:%S.%f")
+                before = dbapi.total_changes
                 cursor.executemany(
                     "INSERT INTO file_hashes (host, path, name, size, mtime_ns, device, inode, "
                     "nlink, scan_id, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
                     f"'{stamp}', '{stamp}') ON CONFLICT (host, path) DO NOTHING",
                     [self._values(r) for r in rows])
+                if dbapi.total_changes - before == len(rows):
+                    # every row went in, in order, inside this write transaction: SQLite gave
+                    # them the rowids after the largest, one by one
+                    last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
+                    return list(zip(range(last - len(rows) + 1, last + 1), rows, strict=True))
                 keys = sorted(by_key)
                 cursor.execute("SELECT id, path FROM file_hashes WHERE host = ? AND path >= ? "
                                "AND path <= ? AND scan_id = ?",

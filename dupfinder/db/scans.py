@@ -108,6 +108,18 @@ def unchanged_totals(session: Session, prev: Settled, roots: Sequence[str], curr
     return prev.duplicate_groups, prev.files_in_groups, prev.wasted_bytes
 
 
+def alone(session: Session, scan_id: int) -> bool:
+    """Whether no other scan, of any host, is marked running."""
+    return session.execute(select(ScanMetadata.id).where(
+        ScanMetadata.status == ScanStatus.RUNNING, ScanMetadata.id != scan_id).limit(1)
+    ).first() is None
+
+
+def catalogue_empty(session: Session) -> bool:
+    """Whether the catalogue holds no file at all."""
+    return session.execute(select(F.id).limit(1)).first() is None
+
+
 class RunningScan(NamedTuple):
     """A scan record still marked running, and the process that wrote it."""
 

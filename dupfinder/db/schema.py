@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 from dupfinder import __version__
 from dupfinder.db.contents import build_all
 from dupfinder.db.models import (
+    PARTIAL_INDEXES,
     SCHEMA_VERSION,
     Base,
     Content,
@@ -54,13 +55,40 @@ def _v3_to_v4(conn: Connection) -> None:
     conn.execute(text("DROP INDEX IF EXISTS ix_file_hashes_groups"))
     conn.execute(text("DROP INDEX IF EXISTS ix_file_hashes_size_prefix"))
     build_all(conn)
-    for index in FileHash.__table__.indexes:
-        index.create(conn, checkfirst=True)
+    restore_indexes(conn)
 
 
 # version N -> function that upgrades a version-N database to N+1, in place.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3,
                                                        3: _v3_to_v4}
+
+
+# the secondary indexes of the rows: a cold load into an empty catalogue builds them once,
+# sorted, after its rows and hashes are in, instead of updating them row by row
+BULK_INDEXES = ("ix_file_hashes_size", "ix_file_hashes_content")
+
+
+def suspend_indexes(conn: Connection) -> None:
+    """Drop :data:`BULK_INDEXES` for a cold load (the unique (host, path) key stays)."""
+    for name in BULK_INDEXES:
+        conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
+
+
+def restore_indexes(conn: Connection) -> None:
+    """Create whichever index is missing (a killed cold load dropped some)."""
+    try:
+        for index in FileHash.__table__.indexes:
+            index.create(conn, checkfirst=True)
+        create_partial_indexes(conn)
+    except OperationalError as exc:  # a read-only catalogue keeps what it has
+        if "readonly" not in str(exc.orig):
+            raise
+
+
+def create_partial_indexes(conn: Connection) -> None:
+    """The indexes of :data:`dupfinder.db.models.PARTIAL_INDEXES`, where missing."""
+    for name, spec in PARTIAL_INDEXES.items():
+        conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name} ON {spec}"))
 
 
 def ensure_schema(engine: Engine) -> int:
@@ -105,8 +133,10 @@ def _ensure(conn: Connection) -> int:
             return SCHEMA_VERSION
         if version is not None:
             Base.metadata.create_all(conn)  # tables a partial creation may have missed
+            restore_indexes(conn)  # those a cold load dropped, if it was killed
             return version
     Base.metadata.create_all(conn)
+    create_partial_indexes(conn)
     conn.execute(
         SchemaInfo.__table__.insert().values(
             id=1, version=SCHEMA_VERSION, app_version=__version__, created_at=utcnow()

@@ -123,6 +123,24 @@ class Collisions:
             if state.meet((self.host, f.device, f.inode)):
                 self._release(state)
             return
+        if f.nlink == 1 and f.fresh and f.prefix is None:
+            # the common case of a first scan: a new file, its size's state alone decides
+            self.fresh = True
+            state = self.sizes.get(f.size)
+            if state is None:
+                state = self.sizes[f.size] = _Size()
+            want = Want((f.id,), f.path, f.size, f.mtime_ns, f.device, f.inode)
+            if state.collided:
+                self.prefix_work.append(want)
+            else:
+                state.waiting.append(want)
+                if state.meet((self.host, f.device, f.inode)):
+                    self._release(state)
+            if self.lookup is not None and not state.looked:
+                self.to_look.add(f.size)
+                if len(self.to_look) >= LOOKUP_SIZES:
+                    self._look(self.to_look)
+            return
         if f.nlink > 1:
             key = (f.device, f.inode)
             links = self.links.setdefault(key, [])
@@ -136,10 +154,15 @@ class Collisions:
 
     def _file(self, links: list[Seen]) -> None:
         f = links[0]
-        fresh = any(x.fresh for x in links)
+        if len(links) == 1:
+            fresh = f.fresh
+            ok_prefix = f.prefix is not None and f.algo == self.tag
+            ok_full = ok_prefix and f.full is not None
+        else:
+            fresh = any(x.fresh for x in links)
+            ok_prefix = all(x.prefix is not None and x.algo == self.tag for x in links)
+            ok_full = ok_prefix and all(x.full is not None for x in links)
         self.fresh = self.fresh or fresh
-        ok_prefix = all(x.prefix is not None and x.algo == self.tag for x in links)
-        ok_full = ok_prefix and all(x.full is not None for x in links)
         state = self._size(f.size)
         ids = tuple(x.id for x in links)
         self._count(state, self.host, Want(ids, f.path, f.size, f.mtime_ns, f.device, f.inode),

@@ -8,7 +8,10 @@ groups.
     merge (pending -> rows, contents) ──> group totals ──> scan record
 
 The walk and the hashing overlap: a file is sent to the workers the moment another inode
-shares its size. Everything a stage finishes is committed as it goes (on SQLite within
+shares its size. The first scan into an empty catalogue is a cold load: the rows' secondary
+indexes are dropped for it and built once at the end, sorted, with the contents' counts
+taken in one pass (a killed load gets them back from the next command that opens the
+catalogue). Everything a stage finishes is committed as it goes (on SQLite within
 ``commit_interval``, a second by default), so an interrupted scan (Ctrl-C, kill -9, a lost
 database) resumes by running the same command again: rows written stay, pending results are
 merged first, and nothing committed is hashed twice.
@@ -27,7 +30,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
-from dupfinder.db import pending, rows, scans
+from dupfinder.db import contents, pending, rows, scans, schema
 from dupfinder.db.engine import Database
 from dupfinder.db.groups import group_totals
 from dupfinder.db.selection import Selection
@@ -135,12 +138,15 @@ def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
         session.commit()
         orphaned = pending.orphans(session)
         settled = scans.settled_scan(session, host, roots, tag, options.walk.min_size)
+        # the first scan into an empty catalogue, with no other scan at work: a cold load
+        bulk = not orphaned and scans.catalogue_empty(session) and scans.alone(session,
+                                                                                scan_id)
     summary = ScanSummary(scan_id=scan_id, roots=roots)
     try:
         with _db_errors():
             for earlier in orphaned:  # results a killed scan committed and never merged
                 pending.merge(db, earlier)
-            _Scan(db, host, roots, tag, options, summary, started, settled).run()
+            _Scan(db, host, roots, tag, options, summary, started, settled, bulk).run()
             t = time.perf_counter()
             with db.session() as session:
                 totals = None
@@ -198,10 +204,10 @@ class _Scan:
 
     def __init__(self, db: Database, host: str, roots: list[str], tag: str,
                  options: ScanOptions, summary: ScanSummary, started: Any,
-                 settled: scans.Settled | None) -> None:
+                 settled: scans.Settled | None, bulk: bool = False) -> None:
         self.db, self.host, self.roots, self.tag = db, host, roots, tag
         self.options, self.summary, self.started = options, summary, started
-        self.settled = settled
+        self.settled, self.bulk = settled, bulk
         self.bars = _Bars(options.progress)
         self.settings = HashSettings(db.url_string(), summary.scan_id, options.algorithm, tag,
                                      options.prefix_size, options.chunk_size,
@@ -217,6 +223,9 @@ class _Scan:
         opts, s = self.options, self.summary
         hashers = Hashers(self.db, self.settings, opts.processes, opts.start_method)
         self.writer: pending.PendingWriter | None = None
+        if self.bulk:  # rows and hashes first, their secondary indexes after (see schema)
+            with self.db.engine.begin() as conn:
+                schema.suspend_indexes(conn)
         writing = (nullcontext(None) if self.settings.workers_write
                    else pending.PendingWriter(self.db, s.scan_id, opts.commit_interval))
         try:
@@ -241,7 +250,12 @@ class _Scan:
             raise
         hashers.close()
         t = time.perf_counter()
-        pending.merge(self.db, s.scan_id)
+        pending.merge(self.db, s.scan_id, recount=not self.bulk)
+        if self.bulk:  # the indexes, then the contents' counts, each built in one pass
+            with self.db.engine.begin() as conn:
+                schema.restore_indexes(conn)
+            with self.db.engine.begin() as conn:
+                contents.recount_all(conn)
         s.stage_seconds["merge"] = time.perf_counter() - t
 
     # ------------------------------------------------------------------ walk + sync
