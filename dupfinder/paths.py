@@ -112,6 +112,8 @@ def is_utf8(path: str) -> bool:
 # Folders that hold deleted files: the freedesktop trash of a volume (.Trash-UID, and
 # .Trash/UID), macOS's (.Trash, .Trashes), Windows' ($RECYCLE.BIN, RECYCLER)
 _TRASH_NAME = re.compile(r"\.Trash(?:-\d+)?|\.Trashes|(?i:\$RECYCLE\.BIN|RECYCLER)")
+# a path that holds none of these cannot be in a trash (asked for every file of a plan)
+_TRASH_HINT = re.compile(r"Trash|(?i:RECYCLE)")
 
 
 def _home_trash() -> str:
@@ -122,12 +124,16 @@ def _home_trash() -> str:
 def trash_folder(path: str) -> bool:
     """Whether the folder ``path`` is a trash folder: one of the names trashes have, or a
     home trash (``~/.local/share/Trash``, ``$XDG_DATA_HOME/Trash``)."""
+    if _TRASH_HINT.search(path) is None:
+        return False
     return (_TRASH_NAME.fullmatch(os.path.basename(path)) is not None
             or path.endswith("/.local/share/Trash") or path == _home_trash())
 
 
 def in_trash(path: str) -> bool:
     """Whether ``path`` lies in a trash folder (see :func:`trash_folder`)."""
+    if _TRASH_HINT.search(path) is None:
+        return False
     if "/.local/share/Trash/" in path or is_under(path, _home_trash()):
         return True
     return any(_TRASH_NAME.fullmatch(part) for part in path.split("/")[:-1])

@@ -17,12 +17,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Connection, Select, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from dupfinder.db.files import hosts_of, under
 from dupfinder.db.models import Content, FileHash
-from dupfinder.db.paths import from_db
+from dupfinder.db.paths import from_db, to_db
 from dupfinder.db.selection import EVERYTHING, Selection
 from dupfinder.states import GroupSort
 
@@ -92,7 +92,7 @@ def _entry_conditions(sel: Selection, hosts: Sequence[str]) -> list[ColumnElemen
     return conds
 
 
-def _hosts(session: Session, sel: Selection) -> list[str]:
+def _hosts(session: Session | Connection, sel: Selection) -> list[str]:
     return [sel.host] if sel.host else hosts_of(session)
 
 
@@ -119,7 +119,7 @@ def group_rows(sel: Selection = EVERYTHING, hosts: Sequence[str] = ()) -> Select
     return (select(g.c.content_id, C.size, C.full_hash.label("hash"),
                    C.hash_algo.label("algo"), g.c.files, g.c.inodes,
                    ((g.c.inodes - 1) * C.size).label("wasted"))
-            .join(C, C.id == g.c.content_id))
+            .join(C, C.id == g.c.content_id).where(C.size >= sel.min_size))
 
 
 def group_totals(session: Session, sel: Selection = EVERYTHING) -> Totals:
@@ -142,26 +142,29 @@ def iter_groups(session: Session, sel: Selection = EVERYTHING,
     """Stream duplicate groups, biggest waste first (or by ``size`` or file ``count``), each
     with its selected files ordered by host and path."""
     order = GroupSort(sort)
-    pages = (_whole_pages(session, sel) if whole(sel) and order == GroupSort.WASTED
-             else _sorted_pages(session, sel, order))
-    number = 0
-    for page in pages:
-        members = _members(session, sel, [r.content_id for r in page])
-        session.rollback()  # no read outlives a page
-        for r in page:
-            number += 1
-            yield Group(number, int(r.size), r.hash, r.algo, int(r.inodes), int(r.wasted),
-                        members.get(r.content_id, []))
+    # a connection of its own for the stream: each page ends its read (rollback) and keeps
+    # the connection (a session would hand it back, and SQLite's are opened anew each time)
+    with session.get_bind().connect() as conn:
+        pages = (_whole_pages(conn, sel) if whole(sel) and order == GroupSort.WASTED
+                 else _sorted_pages(conn, sel, order))
+        number = 0
+        for page in pages:
+            members = _members(conn, sel, [r.content_id for r in page])
+            conn.rollback()  # no read outlives a page
+            for r in page:
+                number += 1
+                yield Group(number, int(r.size), r.hash, r.algo, int(r.inodes),
+                            int(r.wasted), members.get(r.content_id, []))
 
 
-def _whole_pages(session: Session, sel: Selection) -> Iterator[list[_Row]]:
+def _whole_pages(session: Connection, sel: Selection) -> Iterator[list[_Row]]:
     """Every group in ``ix_contents_wasted`` order, a page at a time, by key."""
     key = (C.wasted, C.size, C.full_hash, C.hash_algo)
     base = group_rows(sel).order_by(*(k.desc() for k in key)).limit(PAGE)
     last: tuple[Any, ...] | None = None
     while True:
         stmt = base if last is None else base.where(tuple_(*key) < tuple_(*last))
-        page = [_Row(*r) for r in session.execute(stmt)]
+        page = list(map(_Row._make, session.execute(stmt).cursor.fetchall()))
         if not page:
             return
         yield page
@@ -171,7 +174,7 @@ def _whole_pages(session: Session, sel: Selection) -> Iterator[list[_Row]]:
             return
 
 
-def _sorted_pages(session: Session, sel: Selection, order: GroupSort
+def _sorted_pages(session: Connection, sel: Selection, order: GroupSort
                   ) -> Iterator[list[_Row]]:
     """The selection's groups (as many as its answer has), sorted, then paged."""
     rows = sorted((_Row(*r) for r in session.execute(group_rows(sel, _hosts(session, sel)))),
@@ -181,15 +184,62 @@ def _sorted_pages(session: Session, sel: Selection, order: GroupSort
         yield rows[i:i + PAGE]
 
 
-def _members(session: Session, sel: Selection, ids: Sequence[int]
+def _members(session: Connection, sel: Selection, ids: Sequence[int]
              ) -> dict[int, list[GroupFile]]:
     """The selected files of the contents ``ids``, by host and path."""
     out: dict[int, list[GroupFile]] = {}
     for i in range(0, len(ids), MEMBERS):
         part = ids[i:i + MEMBERS]
-        for cid, path, host, mtime, device, inode in session.execute(
-                select(F.content_id, F.path, F.host, F.mtime_ns, F.device, F.inode)
-                .where(F.content_id.in_(part), *sel.member_conditions())
-                .order_by(F.content_id, F.host, F.path)):
+        found = session.execute(
+            select(F.content_id, F.path, F.host, F.mtime_ns, F.device, F.inode)
+            .where(F.content_id.in_(part), *sel.member_conditions())
+            .order_by(F.content_id, F.host, F.path))
+        # the driver's tuples: SQLAlchemy's row-by-row fetch cost twice the query
+        for cid, path, host, mtime, device, inode in found.cursor.fetchall():
             out.setdefault(cid, []).append(GroupFile(from_db(path), host, mtime, device, inode))
     return out
+
+
+def charged_copies(session: Session, sel: Selection = EVERYTHING) -> Iterator[tuple[int, str]]:
+    """(size, order key of the path) of every copy a group's waste is charged to: in each
+    group the first inode (by host and path) is the one kept, and each further inode's
+    first path counts once. For the whole catalogue this is one pass over
+    ``ix_file_hashes_content``, in its order, a range of contents per read."""
+    if not whole(sel):
+        for g in iter_groups(session, sel):
+            for f in _charged([(f.host, f.path, f.device, f.inode) for f in g.files]):
+                yield g.size, to_db(f)
+        return
+    with session.get_bind().connect() as conn:
+        last = 0
+        top = conn.scalar(select(func.max(C.id))) or 0
+        while last < top:
+            rows = conn.execute(
+                select(F.content_id, C.size, F.host, F.path, F.device, F.inode)
+                .select_from(C).join(F, F.content_id == C.id)
+                .where(C.id > last, C.id <= last + CHARGE_PAGE, C.inodes > 1,
+                       C.size >= sel.min_size)
+                .order_by(F.content_id, F.host, F.path)).cursor.fetchall()
+            conn.rollback()
+            last += CHARGE_PAGE
+            start = 0
+            for i in range(1, len(rows) + 1):
+                if i == len(rows) or rows[i][0] != rows[start][0]:
+                    size = rows[start][1]
+                    for key in _charged([r[2:] for r in rows[start:i]]):
+                        yield size, key
+                    start = i
+
+
+CHARGE_PAGE = 20_000  # contents per read
+
+
+def _charged(files: list[tuple[str, str, int, int]]) -> Iterator[str]:
+    """Of one group's (host, path, device, inode) in (host, path) order, the paths charged:
+    the first of each inode but the first inode's."""
+    seen = {(files[0][0], files[0][2], files[0][3])}
+    for host, path, device, inode in files[1:]:
+        key = (host, device, inode)
+        if key not in seen:  # not a hard link of an inode already counted
+            seen.add(key)
+            yield path

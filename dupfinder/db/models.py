@@ -121,12 +121,15 @@ class Content(Base):
 # SQLAlchemy's dialect options loaded its PostgreSQL dialect into every command, 40 ms of
 # start-up for a SQLite catalogue. Created with the tables (:mod:`dupfinder.db.schema`).
 PARTIAL_INDEXES = {
-    # the files of a content, with what counting its inodes needs; only hashed rows
-    "ix_file_hashes_content": "file_hashes (content_id, host, device, inode) "
+    # the files of a content, with everything a group lists and its inodes' count need,
+    # so a group's files are read from the index alone, in order; only hashed rows
+    "ix_file_hashes_content": "file_hashes (content_id, host, path, device, inode, mtime_ns) "
                               "WHERE content_id IS NOT NULL",
     # the groups, biggest waste first (then by size, hash, algorithm: the order a page is
-    # read in), without reading the single-copy contents
-    "ix_contents_wasted": "contents (wasted, size, full_hash, hash_algo) WHERE inodes > 1",
+    # read in), without reading the single-copy contents; it holds all a page and the
+    # totals read
+    "ix_contents_wasted": "contents (wasted, size, full_hash, hash_algo, files, inodes) "
+                          "WHERE inodes > 1",
 }
 
 

@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session
 
 from dupfinder.db.bulk import STREAM_ROWS
 from dupfinder.db.files import hosts_of, under
-from dupfinder.db.groups import Group, GroupFile, Totals, group_totals, iter_groups
+from dupfinder.db.groups import (
+    Group,
+    GroupFile,
+    Totals,
+    charged_copies,
+    group_totals,
+    iter_groups,
+)
 from dupfinder.db.models import FileHash, ScanMetadata
 from dupfinder.db.paths import from_db
 from dupfinder.db.scans import recent_scans
@@ -81,37 +88,37 @@ def stats(session: Session, sel: Selection = EVERYTHING, top: int = 10) -> Stats
     Waste is charged to the redundant copies: in each group the first inode (by host and
     path) is the one kept, every further inode's size counts for its extension and folder.
     """
-    files, nbytes, hosts = session.execute(
-        select(func.count(), func.coalesce(func.sum(F.size), 0),
-               func.count(func.distinct(F.host))).where(*sel.file_conditions())
-    ).one()
+    if sel.host or sel.roots:
+        files, nbytes, hosts = session.execute(
+            select(func.count(), func.coalesce(func.sum(F.size), 0),
+                   func.count(func.distinct(F.host))).where(*sel.file_conditions())
+        ).one()
+    else:  # the host list by index seeks; size and count from the narrowest index
+        hosts = len(hosts_of(session))
+        files, nbytes = session.execute(
+            select(func.count(), func.coalesce(func.sum(F.size), 0))
+            .where(F.size >= sel.min_size)).one()
     totals = group_totals(session, sel)
     ext: Counter[str] = Counter()
     ext_n: Counter[str] = Counter()
     folder: Counter[str] = Counter()
     folder_n: Counter[str] = Counter()
-    for group in iter_groups(session, sel) if top else ():
-        seen: set[tuple[str, int, int]] = set()
-        for f in group.files:
-            key = (f.host, f.device, f.inode)
-            if not seen:
-                seen.add(key)
-                continue
-            if key in seen:  # a hard link of an inode already counted
-                continue
-            seen.add(key)
-            name = os.path.basename(f.path)
-            e = os.path.splitext(name)[1].lower() or "(none)"
-            d = os.path.dirname(f.path)
-            ext[e] += group.size
-            ext_n[e] += 1
-            folder[d] += group.size
-            folder_n[d] += 1
+    for size, key in charged_copies(session, sel) if top else ():
+        cut = key.rfind("/")
+        name = key[cut + 1:]
+        dot = name.rfind(".")
+        # os.path.splitext's rule: leading dots are not an extension
+        e = name[dot:].lower() if dot > 0 and name[:dot].strip(".") else "(none)"
+        d = key[:cut] or "/"
+        ext[e] += size
+        ext_n[e] += 1
+        folder[d] += size
+        folder_n[d] += 1
     return Stats(
         files=int(files), bytes=int(nbytes), hosts=int(hosts), groups=totals.groups,
         files_in_groups=totals.files, wasted=totals.wasted,
-        top_extensions=[Waste(e, b, ext_n[e]) for e, b in ext.most_common(top)],
-        top_folders=[Waste(d, b, folder_n[d]) for d, b in folder.most_common(top)],
+        top_extensions=[Waste(from_db(e), b, ext_n[e]) for e, b in ext.most_common(top)],
+        top_folders=[Waste(from_db(d), b, folder_n[d]) for d, b in folder.most_common(top)],
         scans=recent_scans(session, top),
     )
 

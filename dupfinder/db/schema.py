@@ -75,20 +75,33 @@ def suspend_indexes(conn: Connection) -> None:
 
 
 def restore_indexes(conn: Connection) -> None:
-    """Create whichever index is missing (a killed cold load dropped some)."""
+    """Create whichever index is missing (a killed cold load dropped some). Only a missing
+    one is created: on PostgreSQL even ``CREATE INDEX IF NOT EXISTS`` locks its table, and
+    every command opening the catalogue beside a running scan deadlocked with it."""
+    have = _index_names(conn)
     try:
         for index in FileHash.__table__.indexes:
-            index.create(conn, checkfirst=True)
-        create_partial_indexes(conn)
+            if index.name not in have:
+                index.create(conn)
+        create_partial_indexes(conn, have)
     except OperationalError as exc:  # a read-only catalogue keeps what it has
         if "readonly" not in str(exc.orig):
             raise
 
 
-def create_partial_indexes(conn: Connection) -> None:
+def _index_names(conn: Connection) -> set[str]:
+    if conn.dialect.name == "postgresql":
+        return set(conn.scalars(text(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")))
+    return set(conn.scalars(text("SELECT name FROM sqlite_master WHERE type = 'index'")))
+
+
+def create_partial_indexes(conn: Connection, have: set[str] | None = None) -> None:
     """The indexes of :data:`dupfinder.db.models.PARTIAL_INDEXES`, where missing."""
+    have = _index_names(conn) if have is None else have
     for name, spec in PARTIAL_INDEXES.items():
-        conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name} ON {spec}"))
+        if name not in have:
+            conn.execute(text(f"CREATE INDEX {name} ON {spec}"))
 
 
 def ensure_schema(engine: Engine) -> int:

@@ -63,8 +63,15 @@ class Selection(NamedTuple):
 
     def member_conditions(self) -> list[ColumnElement[bool]]:
         """SQL: the file may be a member of a group (folders only limit the members
-        within and across them; groups touching a folder keep all their files)."""
-        return self.file_conditions(folders=self.scope != Scope.TOUCHING)
+        within and across them; groups touching a folder keep all their files). The size
+        is the content's, checked once per group, so a group's files come from
+        ``ix_file_hashes_content`` alone."""
+        conds: list[ColumnElement[bool]] = []
+        if self.host:
+            conds.append(F.host == self.host)
+        if self.roots and self.scope != Scope.TOUCHING:
+            conds.append(under(self.roots))
+        return conds
 
     def inode_flags(self) -> list[Label[Any]]:
         """Per-inode columns (1 or 0) that the group conditions add up."""

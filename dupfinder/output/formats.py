@@ -28,9 +28,21 @@ FORMATS = ("text", "fdupes", "json", "csv")
 CSV_HEADER = ("group", "size", "hash", "algorithm", "host", "path", "mtime", "path_b64")
 
 
+_SECONDS: dict[int, str] = {}
+
+
 def iso_mtime(mtime_ns: int) -> str:
-    """Modification time as ISO 8601 in UTC, to the microsecond."""
-    return datetime.fromtimestamp(mtime_ns / 1e9, UTC).isoformat()
+    """Modification time as ISO 8601 in UTC, to the microsecond (``datetime.isoformat``'s
+    form; the second's text is made once per distinct second, files share them)."""
+    seconds, nanos = divmod(mtime_ns, 1_000_000_000)
+    text = _SECONDS.get(seconds)
+    if text is None:
+        if len(_SECONDS) > 4096:
+            _SECONDS.clear()
+        text = _SECONDS[seconds] = datetime.fromtimestamp(seconds, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S")
+    micros = nanos // 1000
+    return f"{text}.{micros:06d}+00:00" if micros else f"{text}+00:00"
 
 
 def noun(n: int, singular: str, plural: str | None = None) -> str:
