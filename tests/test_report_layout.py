@@ -369,3 +369,58 @@ def test_report_data_marks_the_kept_copy_and_hard_links(db: Database, tmp_path: 
     newest = json.loads(json.dumps(report_data(db, keep=KeepPolicy.NEWEST)))
     # newest: a/new.bin and its link b/link.bin tie on time; the first by path bytes stays
     assert {g[4][g[5]][0].rsplit("/", 2)[1] for g in newest["groups"]} == {"a", "c"}
+
+
+# the treemap --------------------------------------------------------------------------------
+
+
+def tiles(pg) -> list[dict]:  # type: ignore[no-untyped-def]
+    return pg.eval_on_selector_all("#tiles .tile", """els => els.map(e => {
+        const r = e.getBoundingClientRect();
+        return {name: (e.querySelector('b') || {}).textContent || '', key: e.dataset.key || '',
+                x: r.x, y: r.y, w: r.width, h: r.height};
+    })""")
+
+
+@pytest.mark.parametrize("width", (1400, 420))
+def test_the_treemap_shows_where_the_waste_is_and_narrows_to_a_folder(
+        browser, report: Path, width: int) -> None:  # noqa: F811
+    pg = open_report(browser, report, width)
+    try:
+        assert pg.locator("#map").is_hidden()  # only with the folders
+        pg.locator("label:has(input[value=folders])").click()
+        pg.wait_for_selector("#tiles .tile")
+        box = pg.eval_on_selector("#tiles", "e => {const r = e.getBoundingClientRect(); "
+                                            "return {x: r.x + e.clientLeft, y: r.y + e.clientTop,"
+                                            " w: e.clientWidth, h: e.clientHeight}}")
+        all_groups = card(pg, "groups")
+        shown = tiles(pg)
+        # the five folders holding redundant copies, biggest first, filling the map
+        assert [t["name"] for t in shown][:2] == ["many", "backup"]
+        assert len(shown) == 5
+        area = sum(t["w"] * t["h"] for t in shown)
+        assert area == pytest.approx(box["w"] * box["h"], rel=0.02)
+        for t in shown:
+            assert box["x"] - 0.5 <= t["x"] and t["x"] + t["w"] <= box["x"] + box["w"] + 0.5
+            assert box["y"] - 0.5 <= t["y"] and t["y"] + t["h"] <= box["y"] + box["h"] + 0.5
+        many = next(t for t in shown if t["name"] == "many")
+        assert many["w"] * many["h"] > 0.5 * area  # 272 KiB of 367 KiB wasted
+        assert no_sideways_scroll(pg)
+        # a click narrows every view to the folder; the crumbs lead back up
+        pg.locator("#tiles .tile", has_text="backup").click()
+        pg.wait_for_function("document.querySelector('#crumbs [aria-current]')"
+                             ".textContent === 'backup'")
+        assert card(pg, "groups") == "1"
+        pg.locator("label:has(input[value=dupes])").click()
+        paths = pg.eval_on_selector_all("#results .path", "els => els.map(e => e.dataset.path)")
+        assert sorted(os.path.basename(os.path.dirname(p)) for p in paths) == ["backup",
+                                                                               "photos"]
+        pg.locator("label:has(input[value=folders])").click()
+        pg.locator("#crumbs button").first.click()
+        pg.wait_for_function("document.querySelectorAll('#tiles .tile').length === 5")
+        assert card(pg, "groups") == all_groups
+        assert pg.locator("#crumbs [aria-current]").inner_text() == str(report.parent / "tree")
+        pg.screenshot(path=str(report.parent / f"treemap-{width}.png"))
+        assert pg.problems == []
+    finally:
+        pg.context.close()

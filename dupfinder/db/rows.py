@@ -86,9 +86,10 @@ def outside_exists(conn: Connection, host: str, roots: Sequence[str]) -> bool:
     """Whether the catalogue holds any row that a walk of ``roots`` by ``host`` does not
     cover: another host's, or this host's outside the roots (each gap a range of the
     index, looked at for one row)."""
-    if conn.execute(text("SELECT 1 FROM file_hashes WHERE host != :h LIMIT 1"),
-                    {"h": host}).first() is not None:
-        return True
+    for other in ("host < :h", "host > :h"):  # each a seek ("!=" read the whole index)
+        if conn.execute(text(f"SELECT 1 FROM file_hashes WHERE {other} LIMIT 1"),
+                        {"h": host}).first() is not None:
+            return True
     for lo, lo_open, hi in _gaps([to_db(r) for r in roots]):
         conds = ["host = :h"]
         if lo is not None:
