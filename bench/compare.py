@@ -1,4 +1,5 @@
-"""Time dupfinder against jdupes, rdfind, fdupes and rmlint on one tree.
+"""Time dupfinder against jdupes, rdfind, fdupes, rmlint and the floor.py yardstick on one
+tree.
 
 Usage (from the repository root)::
 
@@ -11,13 +12,22 @@ Each run then times, in an order rotated from run to run:
   ``fdupes -r -q TREE`` and ``rmlint -o FMT:TMP/FILE ... TREE`` (stdout to /dev/null;
   every file a tool writes goes to a fresh temporary folder; nothing is deleted or linked;
   /dev/null is checked to still be a character device after every tool);
+* ``floor.py``: ``python ../shared/yardstick/floor.py TREE TMP/floor_*.db`` (the path
+  relative to the repository root; run with this Python, the venv's, which has xxhash),
+  what plain Python and SQLite do on this machine with none of the catalogue's rules. Its
+  database is a new file in a fresh temporary folder, removed with its -wal and -shm after
+  every run; its own stage times come from its ``total Xs  walk ...`` line. It is timed
+  like the C tools but is not one of them: it is never "the fastest C tool". Where the
+  file is missing it is skipped, and its targets are "n/a";
 * ``dupfinder scan TREE -q`` cold (fresh empty database) then warm (the same command
   again on the unchanged tree), on SQLite and on PostgreSQL (``$DUPFINDER_BENCH_PG_URL``
   or a throw-away server; ``--skip-pg`` leaves it out).
 
-It prints the median of ``--runs`` per tool, its ratio to the fastest C tool, dupfinder's
-own stage times (from ``scan_metadata``) and the targets of issue 11: cold <= 1.3x the
-fastest C tool on SQLite and <= 1.5x on PostgreSQL, warm <= 0.35x. Once, it checks that
+It prints the median of ``--runs`` per tool, its ratio to the fastest C tool, the stage
+times of dupfinder (from ``scan_metadata``) and of floor.py, and the targets of issue 19:
+cold scan <= 1.0x the fastest C tool on SQLite and <= 1.2x on PostgreSQL, warm rescan
+<= 0.3x the fastest C tool on both, cold scan <= 1.2x floor.py on both; each is printed as
+met or MISSED (a missed target does not change the exit status). Once, it checks that
 dupfinder and jdupes find the same duplicate files (and, when ``TREE.expected.json`` from
 ``bench.gen_tree`` is there, the generator's counts); a mismatch is printed loudly and the
 exit status is 1. The tree is fingerprinted before and after: a tool that changed it is an
@@ -51,12 +61,14 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.pool import NullPool
 
 from bench.common import (
+    REPO_ROOT,
     CommandFailed,
     PgDatabases,
     clean_env,
     code_version,
     drop_pg_database,
     format_table,
+    fresh_name,
     human_bytes,
     median,
     missing_tools,
@@ -74,8 +86,14 @@ from dupfinder.db.models import ScanMetadata
 
 C_TOOLS = ("jdupes", "rdfind", "fdupes", "rmlint")
 APT_HINT = "apt-get install jdupes rdfind fdupes rmlint"
-COLD_TARGET = {"sqlite": 1.3, "postgresql": 1.5}
-WARM_TARGET = 0.35
+# the yardstick: ../shared/yardstick/floor.py relative to the repository root
+FLOOR = REPO_ROOT.parent / "shared" / "yardstick" / "floor.py"
+FLOOR_NAME = "floor.py"
+# issue 19: x the fastest C tool (cold per backend, warm on both) and x floor.py (cold)
+COLD_TARGET = {"sqlite": 1.0, "postgresql": 1.2}
+WARM_TARGET = 0.3
+FLOOR_TARGET = 1.2
+FLOOR_RE = re.compile(r"^total ([0-9.]+)s\s+(.*)$", re.MULTILINE)
 SUMMARY_RE = re.compile(r"^duplicates: (\d+) groups, (\d+) files", re.MULTILINE)
 
 
@@ -147,6 +165,37 @@ def c_tool_command(tool: str, tree: Path, out: Path) -> list[str]:
                 "-o", f"summary:{out / 'summary.txt'}", "-o", f"sh:{out / 'rmlint.sh'}",
                 "-o", f"json:{out / 'rmlint.json'}", t]
     raise ValueError(tool)
+
+
+def floor_command(tree: Path, db: Path) -> list[str]:
+    """The command line of the floor.py yardstick, writing its catalogue to ``db``."""
+    return [sys.executable, str(FLOOR), str(tree), str(db)]
+
+
+def new_floor_db(folder: Path) -> Path:
+    """A path for floor.py's database in ``folder`` that names no file yet (floor.py
+    deletes whatever its path and the -wal/-shm beside it name)."""
+    db = folder / (fresh_name("floor") + ".db")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        if os.path.lexists(f"{db}{suffix}"):
+            raise RuntimeError(f"{db}{suffix} exists; floor.py would delete it")
+    return db
+
+
+def remove_floor_db(db: Path) -> None:
+    """Delete floor.py's database with its -wal and -shm files."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{db}{suffix}")
+
+
+def parse_floor(stdout: str) -> dict[str, float]:
+    """floor.py's stage seconds from its ``total 1.23s  walk 0.10  insert 0.20 ...`` line
+    (the stages after ``total``; its own total is not a stage); empty when it is missing."""
+    m = FLOOR_RE.search(stdout)
+    if not m:
+        return {}
+    return {k: float(v) for k, v in re.findall(r"(\S+) ([0-9.]+)", m.group(2))}
 
 
 def dupfinder_bin() -> list[str]:
@@ -297,8 +346,9 @@ class Bench:
     """The runs, their timings and dupfinder's stage times."""
 
     def __init__(self, tree: Path, work: Path, tools: list[str],
-                 pg: PgDatabases | None) -> None:
+                 pg: PgDatabases | None, floor: bool = True) -> None:
         self.tree, self.work, self.tools, self.pg = tree, work, tools, pg
+        self.floor = floor
         self.dupfinder = Dupfinder(tree, work)
         self.times: dict[str, list[float]] = {}
         self.stages: dict[str, list[dict[str, float]]] = {}
@@ -307,7 +357,8 @@ class Bench:
 
     def units(self) -> list[str]:
         """The timed steps of one run."""
-        return [*self.tools, *(f"dupfinder:{b}" for b in self.backends)]
+        return [*self.tools, *([FLOOR_NAME] if self.floor else []),
+                *(f"dupfinder:{b}" for b in self.backends)]
 
     def run(self, index: int, last: bool) -> None:
         """One run of every unit, starting at a rotated position."""
@@ -316,6 +367,8 @@ class Bench:
         for unit in units[shift:] + units[:shift]:
             if unit.startswith("dupfinder:"):
                 self.dupfinder_pair(unit.partition(":")[2], last)
+            elif unit == FLOOR_NAME:
+                self.floor_run(last)
             else:
                 self.c_tool(unit)
 
@@ -330,6 +383,25 @@ class Bench:
             seconds, _ = run_command(c_tool_command(tool, self.tree, Path(out)), cwd=out)
         check_dev_null(tool)
         self.record(tool, seconds)
+
+    def floor_run(self, last: bool) -> None:
+        """Time floor.py into a new database in a fresh temporary folder (removed with its
+        -wal and -shm afterwards); its stage times come from its stdout."""
+        with tempfile.TemporaryDirectory(dir=self.work) as out:
+            db = new_floor_db(Path(out))
+            try:
+                seconds, stdout = run_command(floor_command(self.tree, db), cwd=out,
+                                              capture=True)
+            finally:
+                remove_floor_db(db)
+        check_dev_null(FLOOR_NAME)
+        self.record(FLOOR_NAME, seconds)
+        stages = parse_floor(stdout)
+        if not stages:
+            say(f"  (no 'total Xs ...' line in floor.py's output: {stdout.strip()[-300:]!r})")
+        self.stages.setdefault(FLOOR_NAME, []).append(stages)
+        if last and stdout.strip():
+            say(f"    floor.py: {stdout.strip().splitlines()[0]}")
 
     @contextlib.contextmanager
     def fresh_catalogue(self, backend: str) -> Iterator[str]:
@@ -363,9 +435,42 @@ class Bench:
                 self.counts[backend] = parse_summary(out)
 
     def fastest_c(self) -> tuple[str, float] | None:
-        """The C tool with the lowest median."""
+        """The C tool with the lowest median (floor.py is not a C tool)."""
         meds = [(t, median(self.times[t])) for t in self.tools if t in self.times]
         return min(meds, key=lambda x: x[1]) if meds else None
+
+    def stage_table(self) -> str:
+        """dupfinder's and floor.py's stage seconds, median over runs ("-": a stage that
+        tool does not have)."""
+        keys: list[str] = []
+        for runs in self.stages.values():
+            for r in runs:
+                keys.extend(k for k in r if k not in keys)
+
+        def cell(runs: list[dict[str, float]], k: str) -> str:
+            if not any(k in r for r in runs):
+                return "-"
+            return f"{median([r.get(k, 0.0) for r in runs]):.2f}"
+
+        return format_table(["scan", *keys, "sum"], [
+            [name, *(cell(runs, k) for k in keys),
+             f"{median([sum(r.values()) for r in runs]):.2f}"]
+            for name, runs in self.stages.items()])
+
+    def targets(self) -> list[tuple[str, float, str, float | None]]:
+        """Issue 19's targets: (dupfinder run, limit, baseline's name, baseline's median
+        seconds or None when it was not run)."""
+        fastest = self.fastest_c()
+        c_name, c_sec = (f"fastest C tool ({fastest[0]})", fastest[1]) if fastest else \
+            ("fastest C tool", None)
+        floor = median(self.times[FLOOR_NAME]) if self.times.get(FLOOR_NAME) else None
+        out: list[tuple[str, float, str, float | None]] = []
+        for backend in self.backends:
+            cold, warm = f"dupfinder {backend} cold", f"dupfinder {backend} warm"
+            out.append((cold, COLD_TARGET[backend], c_name, c_sec))
+            out.append((warm, WARM_TARGET, c_name, c_sec))
+            out.append((cold, FLOOR_TARGET, FLOOR_NAME, floor))
+        return out
 
     def report(self) -> bool:
         """Print the tables and targets; returns whether every target was met."""
@@ -380,28 +485,21 @@ class Bench:
         say(f"median of {len(next(iter(self.times.values())))} runs; {base}")
         say(format_table(["tool", "median s", "vs fastest C", "runs (s)"], rows))
         say()
-        say("dupfinder stage seconds (median over runs):")
-        keys: list[str] = []
-        for runs in self.stages.values():
-            for r in runs:
-                keys.extend(k for k in r if k not in keys)
-        say(format_table(["scan", *keys, "sum"], [
-            [name, *(f"{median([r.get(k, 0.0) for r in runs]):.2f}" for k in keys),
-             f"{median([sum(r.values()) for r in runs]):.2f}"]
-            for name, runs in self.stages.items()]))
-        if not fastest:
-            return True
+        say("stage seconds of dupfinder (from scan_metadata) and floor.py (from its output), "
+            "median over runs:")
+        say(self.stage_table())
         say()
-        say(f"targets (fastest C tool = {fastest[0]} {fastest[1]:.2f}s):")
+        say("targets (issue 19):")
         ok = True
-        for backend in self.backends:
-            for kind, limit in (("cold", COLD_TARGET[backend]), ("warm", WARM_TARGET)):
-                name = f"dupfinder {backend} {kind}"
-                ratio = median(self.times[name]) / fastest[1]
-                met = ratio <= limit
-                ok &= met
-                say(f"  {name:<28} {ratio:5.2f}x  target <= {limit}x "
-                    f"({limit * fastest[1]:.2f}s)  {'met' if met else 'MISSED'}")
+        for name, limit, base, base_sec in self.targets():
+            if not base_sec:
+                say(f"  {name:<28}     -  target <= {limit}x {base}  n/a (not run)")
+                continue
+            ratio = median(self.times[name]) / base_sec
+            met = ratio <= limit
+            ok &= met
+            say(f"  {name:<28} {ratio:5.2f}x  target <= {limit}x {base} "
+                f"({limit * base_sec:.2f}s)  {'met' if met else 'MISSED'}")
         return ok
 
 
@@ -423,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     tools = [t for t in C_TOOLS if t not in absent]
     for tool in absent:
         say(f"{tool} is not installed: skipped ({APT_HINT})")
+    has_floor = FLOOR.is_file()
+    if not has_floor:
+        say(f"{FLOOR} is missing: floor.py skipped (its targets are n/a)")
     check_dev_null("nothing yet")
     say(f"dupfinder {code_version()}, {os.cpu_count()} CPUs, tree {tree}")
     say(f"warming the page cache: reading {tree} ...")
@@ -441,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         pg = None if args.skip_pg else stack.enter_context(postgres())
         if pg:
             say(f"PostgreSQL {pg_version(pg.base)}: {pg.origin}")
-        bench = Bench(tree, work, tools, pg)
+        bench = Bench(tree, work, tools, pg, floor=has_floor)
         try:
             for i in range(args.runs):
                 if i:  # see "page cache" in the module docstring

@@ -5,10 +5,13 @@ Usage (from the repository root)::
 
     python -m bench.report_bench [--files 100000] [--groups 30000]
 
-The catalogue is synthetic (rows written with the catalogue's own bulk functions into a
-fresh SQLite file): ``--groups`` duplicate groups holding ``--files`` * 0.7 files, the rest
-unique. Prints seconds to build the report, its size, and the milliseconds from navigation
-to the page's ``window.__reportReady`` flag (first render done), median of 3 loads.
+The catalogue is synthetic, written with the catalogue's own functions into a fresh SQLite
+file: the rows by ``dupfinder.db.files.upsert_files``, their hashes appended to the pending
+table by ``dupfinder.db.pending.append`` and moved into the rows (with their contents and
+counts) by ``dupfinder.db.pending.merge``, as a scan does. ``--groups`` duplicate groups
+hold ``--files`` * 0.7 files, the rest unique. Prints seconds to build the report, its size,
+and the milliseconds from navigation to the page's ``window.__reportReady`` flag (first
+render done), median of 3 loads.
 """
 
 from __future__ import annotations
@@ -18,16 +21,31 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import select
 
 from dupfinder.config import load_settings
-from dupfinder.db import catalogue
+from dupfinder.db import pending
 from dupfinder.db.engine import open_database
-from dupfinder.db.models import utcnow
+from dupfinder.db.files import upsert_files
+from dupfinder.db.models import FileHash, utcnow
 from dupfinder.output.report import write_report
 
+T = TypeVar("T")
+BATCH = 5000
+SCAN_ID = 1
+ALGO = "xxh3-128"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def batched(items: list[T], n: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``n``."""
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
 
 
 def build_catalogue(url: str, files: int, groups: int, seed: int = 1) -> None:
@@ -45,18 +63,19 @@ def build_catalogue(url: str, files: int, groups: int, seed: int = 1) -> None:
         rows.append({"host": "bench", "path": f"{folder}/{name}", "name": name, "size": size,
                      "mtime_ns": 1_700_000_000_000_000_000 + i, "device": 1, "inode": i + 1,
                      "nlink": 1, "scan_id": 1, "first_seen": now, "last_seen": now})
-        digest = f"{g:032x}" if g is not None else f"u{i:031x}"
-        hashes.append((f"{folder}/{name}", digest))
+        hashes.append(f"{g:032x}" if g is not None else f"u{i:031x}")
     with db.session() as s:
-        for batch in catalogue.batched(rows, 5000):
-            catalogue.upsert_files(s, batch)
+        for batch in batched(rows, BATCH):
+            upsert_files(s, batch)
         s.commit()
-        ids = dict(catalogue.stream(s, catalogue.select(catalogue.F.path, catalogue.F.id)))
-        updates = [{"id": ids[p], "prefix_hash": h, "full_hash": h, "hash_algo": "xxh3-128"}
-                   for p, h in hashes]
-        for batch in catalogue.batched(updates, 5000):
-            catalogue.save_hashes(s, batch)
+        # the stored paths are the filesystem ones here (plain ASCII)
+        ids = dict(s.execute(select(FileHash.path, FileHash.id)).all())
+        results = [(ids[r["path"]], r["size"], r["mtime_ns"], r["inode"], h, h, ALGO)
+                   for r, h in zip(rows, hashes, strict=True)]
+        for batch in batched(results, BATCH):
+            pending.append(s, SCAN_ID, batch)
         s.commit()
+    pending.merge(db, SCAN_ID)
     db.dispose()
 
 

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, inspect, select, text, update
 
 from dupfinder import Catalogue
+from dupfinder.db import schema
 from dupfinder.db.engine import Database
 from dupfinder.db.models import SCHEMA_VERSION, FileHash, ScanMetadata, SchemaInfo
 from dupfinder.db.schema import schema_version
@@ -484,3 +485,32 @@ def test_a_cold_load_cut_short_gets_its_indexes_back(db_url: str, tmp_path: Path
             from dupfinder.db import contents
 
             assert contents.kept(s) == contents.recount(s)
+
+
+@pytest.mark.parametrize("stopped_in", ["finish_cold_load", "recount_all"])
+def test_a_cold_load_killed_after_its_merge_has_its_contents_counted(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stopped_in: str) -> None:
+    """A cold load merges its hashes without counting them and counts every content at its
+    end; stopped before that end or during it (after its indexes are back), the next open
+    of the catalogue counts them (a rescan that finds nothing changed would otherwise
+    report no duplicates)."""
+    for i in range(20):
+        write(tmp_path / f"t/{i}/a", f"twin {i}")
+        write(tmp_path / f"t/{i}/b", f"twin {i}")
+
+    def stop(*_a: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(schema, stopped_in, stop)
+    with Catalogue.open(db_url, host=HOST, fallback=False) as cat, \
+            pytest.raises(KeyboardInterrupt):
+        cat.scan([tmp_path / "t"])
+    monkeypatch.undo()
+    with Catalogue.open(db_url, host=HOST, fallback=False) as cat:
+        with cat.db.session() as s:
+            from dupfinder.db import contents
+
+            assert contents.kept(s) == contents.recount(s)
+        again = cat.scan([tmp_path / "t"])
+        assert again.files_hashed == 0  # the killed load's hashes were kept
+        assert (again.duplicate_groups, again.files_in_groups) == (20, 40)

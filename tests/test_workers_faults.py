@@ -88,8 +88,10 @@ def test_every_start_method_finds_the_same_groups(db_url: str, tmp_path: Path, c
 @pytest.mark.parametrize("method", METHODS)
 def test_workers_die_with_a_scan_killed_by_sigkill(tmp_path: Path, method: str) -> None:
     """The kernel (or the fork server's exit) ends the workers: none waits for tasks."""
-    for i in range(60):
-        write(tmp_path / f"tree/{i}", blob(i, 2_000_000))
+    # enough to hash that the scan outlives the polling below on a loaded machine (60 files
+    # of 2 MB once finished before both workers were seen)
+    for i in range(120):
+        write(tmp_path / f"tree/{i}", blob(i, 3_000_000))
     proc = start("scan", str(tmp_path / "tree"), "--db-url", f"sqlite:///{tmp_path}/c.db",
                  "-q", "-p", "2", "-b", "1", "-a", "sha256", "--start-method", method)
     deadline = time.monotonic() + 60
@@ -101,7 +103,7 @@ def test_workers_die_with_a_scan_killed_by_sigkill(tmp_path: Path, method: str) 
                         if "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text()}
         workers_seen = workers_seen if len(workers_seen) >= (3 if method == "forkserver"
                                                              else 2) else set()
-        time.sleep(0.05)
+        time.sleep(0.01)
     proc.kill()
     proc.communicate(timeout=30)  # a worker left behind would hold the pipes open
     deadline = time.monotonic() + 10

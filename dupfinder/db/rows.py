@@ -15,6 +15,7 @@ is that form as an opaque key: the order in which the index holds the rows.
 from __future__ import annotations
 
 import io
+import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
@@ -249,8 +250,11 @@ class RowWriter:
                                "path TEXT COLLATE \"C\", name TEXT, size BIGINT, "
                                "mtime_ns BIGINT, device BIGINT, inode BIGINT, nlink INTEGER, "
                                "scan_id BIGINT) ON COMMIT DELETE ROWS")
-                buf = io.StringIO("".join(
-                    "\t".join(_copy_field(v) for v in self._values(r)) + "\n" for r in rows))
+                host, scan = _copy_field(self.host), self.scan_id
+                buf = io.StringIO("".join([  # COPY's text format: only the names may need escapes
+                    f"{host}\t{_copy_field(r.key)}\t{_copy_field(to_db(r.name))}\t{r.size}\t"
+                    f"{r.mtime_ns}\t{signed64(r.device)}\t{signed64(r.inode)}\t{r.nlink}\t"
+                    f"{scan}\n" for r in rows]))
                 cursor.copy_expert("COPY dupfinder_new FROM STDIN", buf)
                 cursor.execute(
                     "INSERT INTO file_hashes (host, path, name, size, mtime_ns, device, inode, "
@@ -288,27 +292,37 @@ class RowWriter:
         dbapi = self.conn.connection.dbapi_connection
         assert dbapi is not None
         cursor = dbapi.cursor()
-        mark = "%s" if self._pg else "?"
-        stamp = self.now if self._pg else self.now.strftime("%Y-%m-%d %H:%M:%S.%f")
+        values = sorted(((rid, to_db(r.name), r.size, r.mtime_ns, signed64(r.device),
+                          signed64(r.inode), r.nlink) for rid, r, _ in changes))
         try:
-            cursor.executemany(
-                f"UPDATE file_hashes SET name = {mark}, size = {mark}, mtime_ns = {mark}, "
-                f"device = {mark}, inode = {mark}, nlink = {mark}, scan_id = {mark}, "
-                f"last_seen = {mark}, prefix_hash = NULL, full_hash = NULL, hash_algo = NULL, "
-                f"content_id = NULL WHERE id = {mark}",
-                sorted(((to_db(r.name), r.size, r.mtime_ns, signed64(r.device),
-                         signed64(r.inode), r.nlink, self.scan_id, stamp, rid)
-                        for rid, r, _ in changes), key=lambda v: v[-1]))
+            if self._pg:  # one statement per batch (psycopg2's executemany is one per row)
+                from psycopg2.extras import execute_values
+
+                execute_values(cursor, (
+                    "UPDATE file_hashes AS f SET name = v.name, size = v.size, "
+                    "mtime_ns = v.mtime_ns, device = v.device, inode = v.inode, "
+                    f"nlink = v.nlink, scan_id = {int(self.scan_id)}, last_seen = "
+                    f"'{self.now.isoformat()}'::timestamptz, prefix_hash = NULL, "
+                    "full_hash = NULL, hash_algo = NULL, content_id = NULL FROM (VALUES %s) "
+                    "AS v(id, name, size, mtime_ns, device, inode, nlink) WHERE f.id = v.id"),
+                    values, page_size=len(values))
+            else:
+                stamp = self.now.strftime("%Y-%m-%d %H:%M:%S.%f")
+                cursor.executemany(
+                    "UPDATE file_hashes SET name = ?2, size = ?3, mtime_ns = ?4, device = ?5, "
+                    f"inode = ?6, nlink = ?7, scan_id = {int(self.scan_id)}, "
+                    f"last_seen = '{stamp}', prefix_hash = NULL, full_hash = NULL, "
+                    "hash_algo = NULL, content_id = NULL WHERE id = ?1", values)
         finally:
             cursor.close()
 
 
-def _copy_field(value: Any) -> str:
-    """One field of COPY's text format."""
-    if value is None:
-        return "\\N"
-    s = str(value)
-    if any(c in s for c in "\\\t\n\r"):
-        s = (s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-             .replace("\r", "\\r"))
-    return s
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+
+
+def _copy_field(text: str) -> str:
+    """A text field of COPY's text format (most need no change)."""
+    if _COPY_SPECIAL.search(text) is None:
+        return text
+    return (text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+            .replace("\r", "\\r"))

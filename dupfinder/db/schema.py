@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from dupfinder import __version__
-from dupfinder.db.contents import build_all
+from dupfinder.db.contents import build_all, recount_all
 from dupfinder.db.models import (
     PARTIAL_INDEXES,
     SCHEMA_VERSION,
@@ -75,9 +75,9 @@ def suspend_indexes(conn: Connection) -> None:
 
 
 def restore_indexes(conn: Connection) -> None:
-    """Create whichever index is missing (a killed cold load dropped some). Only a missing
-    one is created: on PostgreSQL even ``CREATE INDEX IF NOT EXISTS`` locks its table, and
-    every command opening the catalogue beside a running scan deadlocked with it."""
+    """Create whichever index is missing. Only a missing one is created: on PostgreSQL even
+    ``CREATE INDEX IF NOT EXISTS`` locks its table, and every command opening the catalogue
+    beside a running scan deadlocked with it."""
     have = _index_names(conn)
     try:
         for index in FileHash.__table__.indexes:
@@ -87,6 +87,33 @@ def restore_indexes(conn: Connection) -> None:
     except OperationalError as exc:  # a read-only catalogue keeps what it has
         if "readonly" not in str(exc.orig):
             raise
+
+
+def finish_cold_load(conn: Connection) -> None:
+    """The end of a cold load, in one transaction: the indexes it dropped, then every
+    content's counts in one pass (the load merged its hashes without counting). A load
+    killed before this commits leaves an index of :data:`BULK_INDEXES` missing, and the
+    next open of the catalogue finishes it (:func:`_ensure`), so no content stays
+    uncounted. The load recounts even with its indexes back: a command that opened the
+    catalogue meanwhile restored them."""
+    try:
+        _begin_writing(conn)
+        restore_indexes(conn)
+        recount_all(conn)
+    except OperationalError as exc:  # a read-only catalogue keeps what it has
+        if "readonly" not in str(exc.orig):
+            raise
+
+
+def _begin_writing(conn: Connection) -> bool:
+    """Make the DDL that follows part of the connection's transaction on SQLite. pysqlite
+    begins a transaction only before DML, so a CREATE INDEX or ALTER TABLE would commit on
+    its own and a kill could leave half a change; IMMEDIATE waits for the write lock (busy
+    timeout) instead of failing on a stale snapshot later. Returns whether it began one."""
+    if conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        return True
+    return False
 
 
 def _index_names(conn: Connection) -> set[str]:
@@ -136,6 +163,8 @@ def _ensure(conn: Connection) -> int:
                 f"({__version__}) understands ({SCHEMA_VERSION}); upgrade dupfinder"
             )
         if version is not None and version < SCHEMA_VERSION:
+            if _begin_writing(conn):  # read again under the lock: another may have upgraded
+                return _ensure(conn)
             for v in range(version, SCHEMA_VERSION):
                 MIGRATIONS[v](conn)
             conn.execute(
@@ -146,7 +175,10 @@ def _ensure(conn: Connection) -> int:
             return SCHEMA_VERSION
         if version is not None:
             Base.metadata.create_all(conn)  # tables a partial creation may have missed
-            restore_indexes(conn)  # those a cold load dropped, if it was killed
+            if set(BULK_INDEXES) <= _index_names(conn):
+                restore_indexes(conn)
+            else:  # a cold load was killed before its end (or is running)
+                finish_cold_load(conn)
             return version
     Base.metadata.create_all(conn)
     create_partial_indexes(conn)

@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
-from dupfinder.db import contents, pending, rows, scans, schema
+from dupfinder.db import pending, rows, scans, schema
 from dupfinder.db.engine import Database
 from dupfinder.db.groups import group_totals
 from dupfinder.db.selection import Selection
@@ -155,8 +155,12 @@ def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
                                                 or summary.problems):
                     totals = scans.unchanged_totals(session, settled, roots, scan_id)
                 if totals is None:
-                    totals = group_totals(session,
-                                          Selection(host, roots, options.walk.min_size))
+                    sel = Selection(host, roots, options.walk.min_size)
+                    if not rows.outside_exists(session.connection(), host, roots):
+                        # every row is this host's under these roots: the kept counts of
+                        # the whole catalogue are the answer (a seek, not a recount)
+                        sel = Selection(None, None, options.walk.min_size)
+                    totals = group_totals(session, sel)
                 (summary.duplicate_groups, summary.files_in_groups,
                  summary.wasted_bytes) = totals
                 summary.stage_seconds["groups"] = time.perf_counter() - t
@@ -253,9 +257,7 @@ class _Scan:
         pending.merge(self.db, s.scan_id, recount=not self.bulk)
         if self.bulk:  # the indexes, then the contents' counts, each built in one pass
             with self.db.engine.begin() as conn:
-                schema.restore_indexes(conn)
-            with self.db.engine.begin() as conn:
-                contents.recount_all(conn)
+                schema.finish_cold_load(conn)
         s.stage_seconds["merge"] = time.perf_counter() - t
 
     # ------------------------------------------------------------------ walk + sync

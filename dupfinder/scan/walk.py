@@ -169,6 +169,9 @@ class _Visitor:
                  include: Patterns | None) -> None:
         self.root, self.root_dev, self.opts, self.problems = root, root_dev, opts, problems
         self.visited, self.exclude, self.include = visited, exclude, include
+        # no filter but the sizes applies to a file (ignore files may add some per folder)
+        self._plain = exclude is None and include is None and opts.hidden
+        self._min, self._max = opts.min_size, opts.max_size
 
     def run(self) -> Iterator[Entry | Skipped]:
         stack: list[tuple[_Folder, Iterator[_Listed]]] = []
@@ -240,6 +243,24 @@ class _Visitor:
         out.sort(key=lambda item: item.key)
         return out
 
+    def _plain_file(self, e: os.DirEntry[str]) -> Entry | Skipped | None:
+        """A file where no pattern, dot rule or link applies: the common case, in short."""
+        path = e.path
+        try:
+            st = e.stat(follow_symlinks=False)
+        except OSError as exc:
+            self.problems.add(path, exc)
+            if isinstance(exc, FileNotFoundError):
+                return None
+            self.problems.unreadable.append(path)
+            return Skipped(path, True)
+        if not stat.S_ISREG(st.st_mode) or path in self.opts.skip_paths:
+            return None
+        size = st.st_size
+        if size < self._min or (self._max is not None and size > self._max):
+            return Skipped(path, False)
+        return Entry(path, e.name, size, st.st_mtime_ns, st.st_dev, st.st_ino, st.st_nlink)
+
     def _excluded(self, folder: _Folder, rel: str) -> bool:
         if self.exclude is None and not folder.layers:
             return False
@@ -275,6 +296,8 @@ class _Visitor:
 
     def _file(self, folder: _Folder, item: _Listed) -> Entry | Skipped | None:
         e, opts = item.entry, self.opts
+        if self._plain and not folder.layers and item.st is None and not e.is_symlink():
+            return self._plain_file(e)
         name, path = e.name, e.path
         if not opts.hidden and name.startswith("."):
             return Skipped(path, True)  # a file or a folder: keep what is below

@@ -63,7 +63,7 @@ class TaskResult:
     bytes_read: int = 0
     changed: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
-    updates: list[pending.Result] | None = None  # results not written yet (SQLite)
+    updates: list[tuple[Any, ...]] | None = None  # pending.Result rows not written (SQLite)
     # the first catalogue id of each file read: in the prefix stage only files read in
     # part (the full stage may read them again), in the full stage every one, so that the
     # scan counts each file and its bytes once
@@ -93,21 +93,23 @@ def hash_task(db: Database | None, reader: Reader, tag: str, task: Task,
     returned in ``updates`` for the scan's one writer."""
     result = TaskResult()
     prefix = task.stage == Stage.PREFIX
-    rows: list[pending.Result] = []
+    # pending.Result's fields, as plain tuples: they cross to the scan's process by the
+    # hundred thousand, and a named tuple pickles as its class and its arguments
+    rows: list[tuple[Any, ...]] = []
     for n, item in enumerate(task.items):
         try:
             if prefix:
                 digest, full, nread = reader.prefix(item.path, item.size, item.mtime_ns)
-                rows.extend(pending.Result(i, item.size, item.mtime_ns, item.inode, digest,
-                                           full, tag) for i in item.ids)
+                rows.extend((i, item.size, item.mtime_ns, item.inode, digest, full, tag)
+                            for i in item.ids)
                 result.bytes_read += nread
                 if full is None:
                     result.read.append((item.ids[0], nread))
                     result.partial.append((n, digest))
             else:
                 digest = reader.full(item.path, item.size, item.mtime_ns)
-                rows.extend(pending.Result(i, item.size, item.mtime_ns, item.inode,
-                                           item.prefix, digest, tag) for i in item.ids)
+                rows.extend((i, item.size, item.mtime_ns, item.inode, item.prefix, digest, tag)
+                            for i in item.ids)
                 result.bytes_read += item.size
                 result.read.append((item.ids[0], item.size))
             result.files += 1
