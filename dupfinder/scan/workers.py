@@ -22,6 +22,7 @@ import signal
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import process as _futures_process
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing.util import Finalize
@@ -282,6 +283,10 @@ class Hashers:
         manager = getattr(pool, "_executor_manager_thread", None)
         if isinstance(manager, threading.Thread) and manager.is_alive():
             manager.join(timeout=max(0.1, deadline - time.monotonic()))
+        if isinstance(manager, threading.Thread) and manager.is_alive():
+            # still closing its pipes: the interpreter's exit hook would write to one it
+            # is closing (EBADF, a traceback after our one-line error); it needs no wakeup
+            _futures_process._threads_wakeups.pop(manager, None)
 
 
 def _results(done: set[Future[TaskResult]] | list[Future[TaskResult]]) -> list[TaskResult]:
