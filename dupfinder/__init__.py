@@ -22,6 +22,7 @@ __all__ = [
     "Group",
     "GroupFile",
     "GroupSort",
+    "HostMerge",
     "KeepPolicy",
     "Plan",
     "Planned",
@@ -40,6 +41,7 @@ _WHERE = {
     "Group": "dupfinder.db.queries",
     "GroupFile": "dupfinder.db.queries",
     "Stats": "dupfinder.db.queries",
+    "HostMerge": "dupfinder.merge",
     "Plan": "dupfinder.actions.plan",
     "Planned": "dupfinder.actions.plan",
     "Run": "dupfinder.actions.apply",
@@ -75,5 +77,6 @@ if TYPE_CHECKING:
         SafetyError,
         UsageError,
     )
+    from dupfinder.merge import HostMerge
     from dupfinder.scan.pipeline import ScanSummary
     from dupfinder.states import Action, EntryState, GroupSort, KeepPolicy, RunStatus, ScanStatus

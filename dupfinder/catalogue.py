@@ -14,6 +14,7 @@ read from ``./config.json`` or the environment unless asked: pass ``config=`` a 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -38,9 +39,14 @@ if TYPE_CHECKING:  # the actions and the other questions load when first asked f
     from dupfinder.db.folders import FolderGroup
     from dupfinder.db.journal import EntryRecord, RunRecord
     from dupfinder.db.unique import UniqueFile, UniqueTotals
+    from dupfinder.merge import HostMerge
 
 Under = PathArg | Iterable[PathArg] | None
 Refs = Iterable[PathArg | Reference]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _folders(under: Under) -> list[str] | None:
@@ -90,7 +96,14 @@ class Catalogue:
                                      host, lookup=False)
         if host:
             settings.host_label = host
-        return cls(open_database(settings, no_fallback=not fallback, warn=warn), settings)
+        db = open_database(settings, no_fallback=not fallback, warn=warn)
+        if settings.url_source is None and settings.fallback["enabled"]:
+            from dupfinder.merge import unmerged_fallback
+
+            notice = unmerged_fallback(db, settings.fallback_url().database or "")
+            if notice:
+                (warn or _stderr)(notice)
+        return cls(db, settings)
 
     @classmethod
     def from_lookup(cls, db_url: str | None = None, *, config: str | None = None,
@@ -339,6 +352,15 @@ class Catalogue:
         from dupfinder.actions.undo import undo
 
         return undo(self.db, self.host, run_id)
+
+    def merge(self, source_url: str, *, hosts: Iterable[str] | None = None,
+              dry_run: bool = False) -> list[HostMerge]:
+        """Copy the hosts (all, or ``hosts``) of the catalogue at ``source_url`` into this
+        one: rows with their hashes, scans, dedupe runs and journals; per path the
+        catalogue that saw it later wins (rules: :mod:`dupfinder.merge`)."""
+        from dupfinder.merge import merge
+
+        return merge(self.db, source_url, list(hosts) if hosts else None, dry_run, self.host)
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
         """This host's latest dedupe runs, newest first (a run whose process died is shown

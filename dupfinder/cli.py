@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "apply": ("dedupe", "apply_cmd", "Carry out a plan file made by dedupe --save-plan."),
     "undo": ("dedupe", "undo_cmd", "Reverse the actions of a dedupe run."),
     "journal": ("dedupe", "journal_cmd", "List this host's dedupe runs, or one run's entries."),
+    "merge": ("merge", "merge_cmd", "Copy another catalogue's hosts into this one."),
 }
 
 

@@ -16,6 +16,7 @@ class ScanStatus(StrEnum):
     COMPLETE = "complete"
     INTERRUPTED = "interrupted"  # Ctrl-C, SIGTERM, or found dead by a later command
     FAILED = "failed"  # an error ended it; what was committed stays
+    MERGED = "merged"  # not a scan: `dupfinder merge` wrote the host's rows from elsewhere
 
 
 class RunStatus(StrEnum):

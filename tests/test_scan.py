@@ -498,7 +498,7 @@ def test_a_cold_load_killed_after_its_merge_has_its_contents_counted(
         write(tmp_path / f"t/{i}/a", f"twin {i}")
         write(tmp_path / f"t/{i}/b", f"twin {i}")
 
-    def stop(*_a: object) -> None:
+    def stop(*_a: object, **_k: object) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(schema, stopped_in, stop)

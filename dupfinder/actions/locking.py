@@ -18,36 +18,19 @@ from __future__ import annotations
 
 import fcntl
 import os
-import stat
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 
 from dupfinder.actions.files import Skip
 from dupfinder.db.engine import Database
-from dupfinder.db.locks import action_lock
+from dupfinder.db.locks import action_lock, runtime_dir
 from dupfinder.errors import SafetyError
 from dupfinder.scan.hashing import NotRegularFile, open_readonly
 
 MACHINE_BUSY = ("another dedupe or undo is running on this machine; wait for it to end "
                 "(runs never overlap, whichever catalogues they use, so that no two can "
                 "remove both copies)")
-
-
-def runtime_dir() -> str:
-    """This user's folder for locks: ``$XDG_RUNTIME_DIR``, else ``/run/user/UID``, else a
-    private folder in the temporary folder (made 0700, refused unless it is ours)."""
-    for candidate in (os.environ.get("XDG_RUNTIME_DIR"), f"/run/user/{os.getuid()}"):
-        if candidate and os.path.isdir(candidate):
-            return os.path.realpath(candidate)
-    base = os.path.join(os.environ.get("TMPDIR") or "/tmp", f"dupfinder-{os.getuid()}")
-    with suppress(FileExistsError):
-        os.mkdir(base, 0o700)
-    st = os.lstat(base)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise SafetyError(f"{base} is not a private folder of this user; remove it or set "
-                          "XDG_RUNTIME_DIR")
-    return base
 
 
 @contextmanager

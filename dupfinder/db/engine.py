@@ -28,6 +28,7 @@ from dupfinder.errors import (
     ConfigError,
     DatabaseError,
     DatabaseUnreachable,
+    UsageError,
     one_line,
     register_secret,
 )
@@ -286,6 +287,36 @@ def connect(url: URL, **engine_options: Any) -> Engine:
     except SQLAlchemyError as exc:
         engine.dispose()
         raise DatabaseError(f"cannot connect to {_where(url)}: {one_line(exc)}") from exc
+    return engine
+
+
+def read_only_engine(url: URL) -> Engine:
+    """An engine that only reads an existing catalogue (a merge's source): a SQLite file is
+    opened ``mode=ro`` (never created, never written, not even switched to WAL) and a
+    PostgreSQL database is never created. Errors as :func:`connect`'s, and a missing file
+    or database is a :class:`UsageError` naming it."""
+    if backend_of(url) == "sqlite":
+        path = url.database or ""
+        if not os.path.isfile(path):
+            raise UsageError(f"no catalogue at {path}: no such file")
+        uri = f"file:{urllib.parse.quote(path)}?mode=ro"
+        timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
+        engine = create_engine(url, poolclass=NullPool,
+                               creator=lambda: sqlite3.connect(uri, uri=True, timeout=timeout))
+        event.listen(engine, "connect", _sqlite_read_only_pragmas)
+    else:
+        engine = make_engine(url, pool_size=2, max_overflow=2)
+    try:
+        ping(engine)
+    except (OperationalError, DBAPIError) as exc:
+        engine.dispose()
+        if backend_of(url) == "postgresql" and classify_pg_failure(exc) == "missing-db":
+            raise UsageError(f"no catalogue at {_where(url)}: database '{url.database}' "
+                             "does not exist") from exc
+        if backend_of(url) == "postgresql" and classify_pg_failure(exc) == "unreachable":
+            raise DatabaseUnreachable(f"cannot connect to {_where(url)}: {one_line(exc)}"
+                                      ) from exc
+        raise DatabaseError(f"cannot open {_where(url)}: {one_line(exc)}") from exc
     return engine
 
 

@@ -217,8 +217,11 @@ def charged_copies(session: Session, sel: Selection = EVERYTHING) -> Iterator[tu
             rows = conn.execute(
                 select(F.content_id, C.size, F.host, F.path, F.device, F.inode)
                 .select_from(C).join(F, F.content_id == C.id)
+                # the range on the rows' side too: PostgreSQL otherwise read every row
+                # (a hash join) for each page
                 .where(C.id > last, C.id <= last + CHARGE_PAGE, C.inodes > 1,
-                       C.size >= sel.min_size)
+                       C.size >= sel.min_size, F.content_id > last,
+                       F.content_id <= last + CHARGE_PAGE)
                 .order_by(F.content_id, F.host, F.path)).cursor.fetchall()
             conn.rollback()
             last += CHARGE_PAGE

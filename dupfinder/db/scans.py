@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import Connection, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from dupfinder.db.models import ActionRun, FileHash, ScanMetadata
@@ -21,9 +21,10 @@ from dupfinder.states import ScanStatus
 F = FileHash
 
 
-def db_now(session: Session) -> datetime:
+def db_now(session: Session | Connection) -> datetime:
     """The current time by the database's clock, timezone-aware, in UTC."""
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.dialect if isinstance(session, Connection) else session.get_bind().dialect
+    if dialect.name == "postgresql":
         value = session.scalar(select(func.now()))
         assert isinstance(value, datetime)
         return value.astimezone(UTC)
@@ -60,8 +61,8 @@ def settled_scan(session: Session, host: str, roots: Sequence[str], algorithm: s
     """The previous scan that already settled every hash these roots can need, if any: the
     host's latest complete scan with the same algorithm and minimum size covered all of
     ``roots``, ended without errors or files changing under it, and no catalogue row of
-    any host was written since it started, other than by that scan itself before its
-    hashing stages (new rows are what create new candidates)."""
+    any host was written (or merged in) since it started, other than by that scan itself
+    before its hashing stages (new rows are what create new candidates)."""
     prev = session.execute(
         select(ScanMetadata.id, ScanMetadata.started_at, ScanMetadata.roots,
                ScanMetadata.options, ScanMetadata.duplicate_groups,
@@ -81,6 +82,12 @@ def settled_scan(session: Session, host: str, roots: Sequence[str], algorithm: s
         or_(F.scan_id.is_(None), F.scan_id != prev.id),
     ).limit(1)
     if session.execute(newer).first() is not None:
+        return None
+    # a merge keeps the rows' own times, so it leaves a record instead: rows it brought may
+    # collide with this host's files
+    merged = select(ScanMetadata.id).where(ScanMetadata.status == ScanStatus.MERGED,
+                                           ScanMetadata.started_at >= prev.started_at).limit(1)
+    if session.execute(merged).first() is not None:
         return None
     return Settled(prev.id, prev.started_at, list(prev.roots), prev.duplicate_groups,
                    prev.files_in_groups, prev.wasted_bytes)

@@ -89,23 +89,36 @@ def restore_indexes(conn: Connection) -> None:
             raise
 
 
-def finish_cold_load(conn: Connection) -> None:
-    """The end of a cold load, in one transaction: the indexes it dropped, then every
-    content's counts in one pass (the load merged its hashes without counting). A load
-    killed before this commits leaves an index of :data:`BULK_INDEXES` missing, and the
-    next open of the catalogue finishes it (:func:`_ensure`), so no content stays
-    uncounted. The load recounts even with its indexes back: a command that opened the
-    catalogue meanwhile restored them."""
+def finish_cold_load(conn: Connection, *, stepwise: bool = False) -> None:
+    """The end of a cold load: the indexes it dropped, then every content's counts in one
+    pass (the load merged its hashes without counting). The last index and the counts are
+    one transaction, so a load killed before it commits leaves an index of
+    :data:`BULK_INDEXES` missing, and the next open of the catalogue finishes it
+    (:func:`_ensure`): no content stays uncounted. ``stepwise`` (the load itself) commits
+    the other indexes first, one transaction each, so that SQLite's WAL holds one index at a
+    time rather than all of them and the counts. The load recounts even with its indexes
+    back: a command that opened the catalogue meanwhile restored them."""
     try:
-        _begin_writing(conn)
+        if stepwise:
+            have = _index_names(conn)
+            for index in FileHash.__table__.indexes:
+                if index.name in BULK_INDEXES[:-1] and index.name not in have:
+                    begin_writing(conn)
+                    index.create(conn)
+                    conn.commit()
+        begin_writing(conn)
         restore_indexes(conn)
         recount_all(conn)
+        if conn.dialect.name == "postgresql":  # the planner's statistics of the new rows:
+            # before autovacuum came by, a page of a question was planned as a few rows
+            conn.execute(text("ANALYZE file_hashes"))
+            conn.execute(text("ANALYZE contents"))
     except OperationalError as exc:  # a read-only catalogue keeps what it has
         if "readonly" not in str(exc.orig):
             raise
 
 
-def _begin_writing(conn: Connection) -> bool:
+def begin_writing(conn: Connection) -> bool:
     """Make the DDL that follows part of the connection's transaction on SQLite. pysqlite
     begins a transaction only before DML, so a CREATE INDEX or ALTER TABLE would commit on
     its own and a kill could leave half a change; IMMEDIATE waits for the write lock (busy
@@ -163,7 +176,7 @@ def _ensure(conn: Connection) -> int:
                 f"({__version__}) understands ({SCHEMA_VERSION}); upgrade dupfinder"
             )
         if version is not None and version < SCHEMA_VERSION:
-            if _begin_writing(conn):  # read again under the lock: another may have upgraded
+            if begin_writing(conn):  # read again under the lock: another may have upgraded
                 return _ensure(conn)
             for v in range(version, SCHEMA_VERSION):
                 MIGRATIONS[v](conn)

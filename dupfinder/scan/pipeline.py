@@ -33,6 +33,7 @@ from tqdm import tqdm
 from dupfinder.db import pending, rows, scans, schema
 from dupfinder.db.engine import Database
 from dupfinder.db.groups import group_totals
+from dupfinder.db.locks import host_lock
 from dupfinder.db.selection import Selection
 from dupfinder.errors import DatabaseError, one_line
 from dupfinder.paths import is_under
@@ -118,10 +119,17 @@ def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
              log: Callable[[str], None] | None = None) -> ScanSummary:
     """Scan ``paths`` into the catalogue ``db`` as ``host``; returns the summary.
 
-    Raises KeyboardInterrupt (after recording the scan as interrupted) on Ctrl-C.
+    Raises KeyboardInterrupt (after recording the scan as interrupted) on Ctrl-C. Holds the
+    host's lock shared for the whole scan, so that no merge into the host runs meanwhile.
     """
     check_options(options)
     roots = resolve_roots(paths)
+    with _db_errors(), host_lock(db, host, exclusive=False):
+        return _locked_scan(db, roots, host, options, log)
+
+
+def _locked_scan(db: Database, roots: list[str], host: str, options: ScanOptions,
+                 log: Callable[[str], None] | None) -> ScanSummary:
     if db.backend == "sqlite" and db.url.database:
         # the catalogue itself, reached by the path given or through symbolic links
         bases = {os.path.abspath(db.url.database), os.path.realpath(db.url.database)}
@@ -256,8 +264,9 @@ class _Scan:
         t = time.perf_counter()
         pending.merge(self.db, s.scan_id, recount=not self.bulk)
         if self.bulk:  # the indexes, then the contents' counts, each built in one pass
-            with self.db.engine.begin() as conn:
-                schema.finish_cold_load(conn)
+            with self.db.engine.connect() as conn:
+                schema.finish_cold_load(conn, stepwise=True)
+                conn.commit()
         s.stage_seconds["merge"] = time.perf_counter() - t
 
     # ------------------------------------------------------------------ walk + sync
