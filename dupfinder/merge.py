@@ -37,6 +37,7 @@ from sqlalchemy.orm import sessionmaker
 
 from dupfinder.config import mask_url, parse_db_url, sqlite_url
 from dupfinder.db import merge as sql
+from dupfinder.db import scans
 from dupfinder.db.engine import Database, connect, read_only_engine
 from dupfinder.db.locks import MERGE_BUSY, action_lock, host_lock
 from dupfinder.db.merge import Row, ScanView, utc
@@ -76,9 +77,10 @@ def _looked(scan: ScanView, key: str, size: int) -> bool:
     return bool(o.get("include_trash")) or not in_trash(key)
 
 
-def _evidence(scans: list[ScanView], row: Row | None, key: str, size: int
-              ) -> datetime | None:
-    looked = next((s.started_at for s in scans if _looked(s, key, size)), None)
+def _evidence(scans: list[ScanView], row: Row | None, of: Row) -> datetime | None:
+    """One catalogue's evidence for the path of ``of`` (a row of either side), holding
+    ``row`` for it or none."""
+    looked = next((s.started_at for s in scans if _looked(s, of.key, of.size)), None)
     if row is None:
         return looked
     return row.last_seen if looked is None else max(looked, row.last_seen)
@@ -111,16 +113,14 @@ def _merge_rows(src: Connection, dst: Connection, host: str, scan_ids: dict[int,
     while a is not None or b is not None:
         if b is None or (a is not None and a.key < b.key):  # only in the source
             assert a is not None
-            if _later(_evidence(src_scans, a, a.key, a.size),
-                      _evidence(dst_scans, None, a.key, a.size)):
+            if _later(_evidence(src_scans, a, a), _evidence(dst_scans, None, a)):
                 writes.add(a)
                 done.added += 1
             else:
                 done.kept += 1
             a = next(theirs, None)
         elif a is None or b.key < a.key:  # only in the target
-            if _later(_evidence(src_scans, None, b.key, b.size),
-                      _evidence(dst_scans, b, b.key, b.size)):
+            if _later(_evidence(src_scans, None, b), _evidence(dst_scans, b, b)):
                 writes.remove(b)
                 done.removed += 1
             else:
@@ -128,8 +128,7 @@ def _merge_rows(src: Connection, dst: Connection, host: str, scan_ids: dict[int,
             b = next(ours, None)
         else:  # in both
             row = _winner(a, b)
-            if _later(_evidence(src_scans, a, a.key, a.size),
-                      _evidence(dst_scans, b, b.key, b.size)) and not (
+            if _later(_evidence(src_scans, a, a), _evidence(dst_scans, b, b)) and not (
                     row.same_file(b) and row.hashes() == b.hashes()):
                 writes.replace(b, row)
                 done.replaced += 1
@@ -236,7 +235,7 @@ def merge(target: Database, source_url: str, hosts: list[str] | None = None,
 
 def _merge_host(src: Connection, target: Database, host: str, dry_run: bool,
                 source_shown: str, local_host: str) -> HostMerge:
-    if sql.running_scans(src, host):
+    if scans.running_scans(src, host):
         src.rollback()
         raise SafetyError(f"a scan of host {host} is still marked running in the source; "
                           "let it end (or run any command there to close a dead one), then "

@@ -116,14 +116,8 @@ def _refresh_many(session: Executor, todo: list[int]) -> None:
         session.execute(text(f"ANALYZE {_TOUCHED}"))
         session.execute(text(f"SELECT id FROM contents WHERE id IN (SELECT id FROM {_TOUCHED}) "
                              "ORDER BY id FOR UPDATE"))
-    if pg:  # the rows just written may have no statistics yet either (a merge's, in this
-        # transaction): a plan reading every row once per content took minutes; the
-        # touched ids are seeks into ix_file_hashes_content, as on SQLite
-        session.execute(text("SET LOCAL enable_seqscan = off"))
     session.execute(text(_RECOUNT.format(join="JOIN" if pg else "CROSS JOIN",
                                          on="ON" if pg else "WHERE")))
-    if pg:
-        session.execute(text("SET LOCAL enable_seqscan = on"))
     session.execute(text(_DROP_EMPTY))
     session.execute(text(f"DELETE FROM {_TOUCHED}"))
 

@@ -19,11 +19,12 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, delete, func, insert, select, union, update
+from sqlalchemy import Connection, delete, insert, select, text, union, update
 
-from dupfinder.db import contents
+from dupfinder.db import contents, scans
 from dupfinder.db.bulk import batched
 from dupfinder.db.contents import ContentKey
+from dupfinder.db.files import hosts_of
 from dupfinder.db.models import ActionEntry, ActionRun, FileHash, ScanMetadata
 from dupfinder.db.paths import DbPath, from_db, to_db
 from dupfinder.db.scans import db_now
@@ -33,6 +34,7 @@ from dupfinder.states import ScanStatus
 F, S, R, E = FileHash, ScanMetadata, ActionRun, ActionEntry
 PAGE = 5000
 WRITE_BATCH = 2000
+ANALYZE_AFTER = 10_000  # rows written before the tables' statistics are renewed
 _ROW_COLUMNS = (F.id, F.path, F.name, F.size, F.mtime_ns, F.device, F.inode, F.nlink,
                 F.prefix_hash, F.full_hash, F.hash_algo, F.first_seen, F.last_seen, F.scan_id,
                 F.content_id)
@@ -102,9 +104,10 @@ def rows_of_host(conn: Connection, host: str, *, own_transactions: bool) -> Iter
 
 
 def hosts(conn: Connection) -> list[str]:
-    """Every host the catalogue knows: of its rows, scans and dedupe runs."""
-    found = conn.execute(union(select(F.host).distinct(), select(S.host), select(R.host)))
-    return sorted({h for (h,) in found})
+    """Every host the catalogue knows: of its rows (by index seeks), scans and dedupe
+    runs."""
+    found = conn.execute(union(select(S.host), select(R.host)))
+    return sorted({h for (h,) in found} | set(hosts_of(conn)))
 
 
 class ScanView(NamedTuple):
@@ -124,18 +127,10 @@ def finished_scans(conn: Connection, host: str) -> list[ScanView]:
                      dict(r.options or {})) for r in rows]
 
 
-def running_scans(conn: Connection, host: str) -> int:
-    """How many of the host's scans are still marked running."""
-    return int(conn.scalar(select(func.count()).select_from(S).where(
-        S.host == host, S.status == ScanStatus.RUNNING)) or 0)
-
-
 def live_scans(conn: Connection, host: str, local_host: str) -> list[int]:
     """The host's scans marked running, less those of this machine whose process is gone
     (another machine's processes cannot be looked at: its records count as running)."""
-    found = conn.execute(select(S.id, S.pid).where(S.host == host,
-                                                   S.status == ScanStatus.RUNNING)).all()
-    return [r.id for r in found
+    return [r.id for r in scans.running_scans(conn, host)
             if host != local_host or (r.pid is not None and pid_alive(r.pid))]
 
 
@@ -205,6 +200,7 @@ class RowWrites:
         self.replaces: list[tuple[int, Row]] = []
         self.removes: list[Row] = []
         self.touched: set[int] = set()
+        self.written = 0
 
     def add(self, row: Row) -> None:
         self.adds.append(row)
@@ -226,10 +222,16 @@ class RowWrites:
             self._write_removes()
 
     def finish(self) -> None:
-        """Everything written, and every content touched recounted."""
+        """Everything written, and every content touched recounted. On PostgreSQL the
+        tables are analyzed first when the merge wrote many rows: their statistics still
+        described the catalogue before this transaction, and the recount was planned for a
+        few rows (a nested loop that ran for minutes after 150k rows)."""
         self._write_adds()
         self._write_replaces()
         self._write_removes()
+        if self.conn.dialect.name == "postgresql" and self.written >= ANALYZE_AFTER:
+            self.conn.execute(text("ANALYZE file_hashes"))
+            self.conn.execute(text("ANALYZE contents"))
         contents.refresh(self.conn, self.touched)
 
     def _content_ids(self, rows: Sequence[Row]) -> dict[ContentKey, int]:
@@ -254,6 +256,7 @@ class RowWrites:
         if self.adds:
             ids = self._content_ids(self.adds)
             self.conn.execute(insert(F), [self._values(r, ids) for r in self.adds])
+            self.written += len(self.adds)
             self.adds = []
 
     def _write_replaces(self) -> None:
@@ -264,9 +267,11 @@ class RowWrites:
             values = self._values(row, ids)
             del values["host"], values["path"]
             self.conn.execute(update(F).where(F.id == old_id).values(**values))
+        self.written += len(self.replaces)
         self.replaces = []
 
     def _write_removes(self) -> None:
         if self.removes:
             self.conn.execute(delete(F).where(F.id.in_([r.id for r in self.removes])))
+            self.written += len(self.removes)
             self.removes = []

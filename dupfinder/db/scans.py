@@ -134,7 +134,7 @@ class RunningScan(NamedTuple):
     pid: int | None
 
 
-def running_scans(session: Session, host: str) -> list[RunningScan]:
+def running_scans(session: Session | Connection, host: str) -> list[RunningScan]:
     """The host's scans still marked running."""
     rows = session.execute(
         select(ScanMetadata.id, ScanMetadata.pid).where(
