@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the actions and the other questions load when first asked f
     from dupfinder.db.journal import EntryRecord, RunRecord
     from dupfinder.db.unique import UniqueFile, UniqueTotals
     from dupfinder.merge import HostMerge
+    from dupfinder.watch.events import WatchEvent
 
 Under = PathArg | Iterable[PathArg] | None
 Refs = Iterable[PathArg | Reference]
@@ -165,6 +166,20 @@ class Catalogue:
         opts = replace(opts, progress=progress)  # the caller's options stay as they are
         roots = [os.fsdecode(os.fspath(p)) for p in paths]
         return _run_scan(self.db, roots, self.host, opts, log=log)
+
+    def watch(self, paths: Iterable[PathArg], options: ScanOptions | None = None, *,
+              settle: float = 1.0, rescan_every: float = 600.0,
+              tell: Callable[[WatchEvent], None] | None = None,
+              progress: bool = False) -> None:
+        """Scan the folders ``paths``, then keep the catalogue current as files change
+        under them, until Ctrl-C or SIGTERM (see :mod:`dupfinder.watch.loop`). ``tell``
+        receives what the watch finds (new copies, groups that end) and does."""
+        from dupfinder.watch.loop import WatchOptions, watch
+
+        opts = replace(options if options is not None else ScanOptions(), progress=progress)
+        roots = [os.fsdecode(os.fspath(p)) for p in paths]
+        watch(self.db, roots, self.host, opts, WatchOptions(settle, rescan_every),
+              tell or (lambda _event: None))
 
     # ------------------------------------------------------------------ questions
 

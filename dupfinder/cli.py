@@ -48,6 +48,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "undo": ("dedupe", "undo_cmd", "Reverse the actions of a dedupe run."),
     "journal": ("dedupe", "journal_cmd", "List this host's dedupe runs, or one run's entries."),
     "merge": ("merge", "merge_cmd", "Copy another catalogue's hosts into this one."),
+    "watch": ("watch", "watch_cmd", "Scan folders, then keep the catalogue current as files "
+              "change."),
 }
 
 

@@ -1,4 +1,5 @@
-"""Human sizes: parsing ``10k``, ``8MB``, ``1GiB`` and printing bytes for people."""
+"""Human sizes and times: parsing ``10k``, ``8MB``, ``1GiB`` and ``10m``, and printing
+bytes for people."""
 
 from __future__ import annotations
 
@@ -61,3 +62,20 @@ def human_size(n: int) -> str:
             return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$", re.IGNORECASE)
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_SECONDS = 365 * 86400.0
+
+
+def parse_duration(text: str, what: str = "duration") -> float:
+    """Parse a time span in seconds: ``30``, ``30s``, ``10m``, ``2h``, ``1d``. Raises
+    :class:`UsageError` naming ``what``."""
+    m = _DURATION.match(text)
+    if not m:
+        raise UsageError(f"invalid {what} '{text}' (examples: 30, 30s, 10m, 2h)")
+    seconds = float(m.group(1)) * _SECONDS[(m.group(2) or "").lower()]
+    if seconds > MAX_SECONDS:
+        raise UsageError(f"invalid {what} '{text}': at most a year")
+    return seconds

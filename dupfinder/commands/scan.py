@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
 
 from dupfinder.catalogue import Catalogue
@@ -11,75 +14,101 @@ from dupfinder.output.formats import count
 from dupfinder.paths import for_message
 from dupfinder.scan.filters import load_exclude_from
 from dupfinder.scan.hashing import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_PREFIX_SIZE
-from dupfinder.scan.pipeline import ScanSummary
+from dupfinder.scan.pipeline import ScanOptions, ScanSummary
 from dupfinder.units import human_size, parse_size
+
+_SCAN_FLAGS = [
+    click.option("-a", "--algorithm", default=DEFAULT_ALGORITHM, show_default=True,
+                 type=click.Choice(list(ALGORITHMS)), help="Hash algorithm."),
+    click.option("-p", "--processes", type=int, default=None,
+                 help="Hashing processes (default: CPU count; 1 = no pool; at most 4 per "
+                      "CPU, and never more than 64)."),
+    click.option("-b", "--batch-size", type=int, default=1000, show_default=True,
+                 help="Files per database batch."),
+    click.option("-c", "--chunk-size", default="1MiB", show_default=True,
+                 help="Read buffer size (e.g. 256k, 8MB)."),
+    click.option("--min-size", default=None,
+                 help="Smallest file size to consider [default: 1]."),
+    click.option("--max-size", default=None, help="Largest file size to consider."),
+    click.option("--include-empty", is_flag=True, help="Treat empty files as duplicates too."),
+    click.option("--include", multiple=True, metavar="PATTERN",
+                 help="Only files matching this gitignore pattern, relative to the root."),
+    click.option("--exclude", multiple=True, metavar="PATTERN",
+                 help="Skip files and folders matching this gitignore pattern, relative to "
+                      "the root (excluded folders are not entered)."),
+    click.option("--exclude-from", multiple=True, metavar="FILE",
+                 help="Read --exclude patterns from FILE (gitignore syntax)."),
+    click.option("--ignore-files", is_flag=True,
+                 help="Honour .gitignore, .ignore and .dupfinderignore files in the tree."),
+    click.option("--hidden/--no-hidden", default=True, show_default=True,
+                 help="Include dot-files and dot-folders."),
+    click.option("--include-trash", is_flag=True,
+                 help="Also scan trash folders (.Trash-UID, ~/.local/share/Trash, "
+                      "$RECYCLE.BIN, ...); a copy there is never the one kept."),
+    click.option("--follow-links", is_flag=True, help="Follow symbolic links (loop-safe)."),
+    click.option("--one-file-system", is_flag=True,
+                 help="Stay on the file system of each root."),
+    click.option("--max-depth", type=int, default=None,
+                 help="Descend at most N levels (1 = only files directly in a root)."),
+    click.option("--prefix-size", default=str(DEFAULT_PREFIX_SIZE), show_default=True,
+                 help="Bytes hashed in the prefix stage."),
+    click.option("--commit-interval", type=float, default=1.0, show_default=True,
+                 metavar="SECONDS",
+                 help="SQLite: commit finished hashes at least this often (what a killed "
+                      "scan may lose; PostgreSQL's workers commit every batch)."),
+    click.option("--start-method", type=click.Choice(["fork", "spawn", "forkserver"]),
+                 default=None,
+                 help="multiprocessing start method (default: the platform's)."),
+]
+
+
+def scan_flags(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The scan's filters and options, shared by ``scan`` and ``watch``; the command gets
+    them as one ``flags`` dict (see :func:`options_of`)."""
+    for option in reversed(_SCAN_FLAGS):
+        func = option(func)
+    return func
+
+
+SCAN_FLAG_NAMES = ("algorithm", "processes", "batch_size", "chunk_size", "min_size",
+                   "max_size", "include_empty", "include", "exclude", "exclude_from",
+                   "ignore_files", "hidden", "include_trash", "follow_links",
+                   "one_file_system", "max_depth", "prefix_size", "commit_interval",
+                   "start_method")
+
+
+def options_of(kw: dict[str, Any]) -> ScanOptions:
+    """The checked scan options of the flags in ``kw`` (taken out of it); bad input fails
+    here, before anything is opened or written."""
+    f = {name: kw.pop(name) for name in SCAN_FLAG_NAMES}
+    min_size = f["min_size"]
+    if f["include_empty"] and min_size is not None and parse_size(min_size, "--min-size") > 0:
+        raise UsageError("--include-empty conflicts with --min-size above 0")
+    return Catalogue.scan_options(
+        follow_links=f["follow_links"], one_file_system=f["one_file_system"],
+        max_depth=f["max_depth"], min_size=0 if f["include_empty"] else (min_size or 1),
+        max_size=f["max_size"], include=f["include"],
+        exclude=load_exclude_from(f["exclude_from"]) + f["exclude"],
+        ignore_files=f["ignore_files"], hidden=f["hidden"],
+        include_trash=f["include_trash"], algorithm=f["algorithm"],
+        batch_size=f["batch_size"], chunk_size=f["chunk_size"],
+        prefix_size=f["prefix_size"], start_method=f["start_method"],
+        processes=f["processes"], commit_interval=f["commit_interval"],
+    )
 
 
 @click.command("scan")
 @click.argument("paths", nargs=-1, required=True)
-@click.option("-a", "--algorithm", default=DEFAULT_ALGORITHM, show_default=True,
-              type=click.Choice(list(ALGORITHMS)), help="Hash algorithm.")
-@click.option("-p", "--processes", type=int, default=None,
-              help="Hashing processes (default: CPU count; 1 = no pool; at most 4 per CPU, "
-                   "and never more than 64).")
-@click.option("-b", "--batch-size", type=int, default=1000, show_default=True,
-              help="Files per database batch.")
-@click.option("-c", "--chunk-size", default="1MiB", show_default=True,
-              help="Read buffer size (e.g. 256k, 8MB).")
-@click.option("--min-size", default=None, help="Smallest file size to consider [default: 1].")
-@click.option("--max-size", default=None, help="Largest file size to consider.")
-@click.option("--include-empty", is_flag=True, help="Treat empty files as duplicates too.")
-@click.option("--include", multiple=True, metavar="PATTERN",
-              help="Only files matching this gitignore pattern, relative to the root.")
-@click.option("--exclude", multiple=True, metavar="PATTERN",
-              help="Skip files and folders matching this gitignore pattern, relative to "
-                   "the root (excluded folders are not entered).")
-@click.option("--exclude-from", multiple=True, metavar="FILE",
-              help="Read --exclude patterns from FILE (gitignore syntax).")
-@click.option("--ignore-files", is_flag=True,
-              help="Honour .gitignore, .ignore and .dupfinderignore files in the tree.")
-@click.option("--hidden/--no-hidden", default=True, show_default=True,
-              help="Include dot-files and dot-folders.")
-@click.option("--include-trash", is_flag=True,
-              help="Also scan trash folders (.Trash-UID, ~/.local/share/Trash, "
-                   "$RECYCLE.BIN, ...); a copy there is never the one kept.")
-@click.option("--follow-links", is_flag=True, help="Follow symbolic links (loop-safe).")
-@click.option("--one-file-system", is_flag=True, help="Stay on the file system of each root.")
-@click.option("--max-depth", type=int, default=None,
-              help="Descend at most N levels (1 = only files directly in a root).")
-@click.option("--prefix-size", default=str(DEFAULT_PREFIX_SIZE), show_default=True,
-              help="Bytes hashed in the prefix stage.")
-@click.option("--commit-interval", type=float, default=1.0, show_default=True,
-              metavar="SECONDS",
-              help="SQLite: commit finished hashes at least this often (what a killed scan "
-                   "may lose; PostgreSQL's workers commit every batch).")
-@click.option("--start-method", type=click.Choice(["fork", "spawn", "forkserver"]),
-              default=None, help="multiprocessing start method (default: the platform's).")
+@scan_flags
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the HTML report of duplicates to this file.")
 @common_options
 @pass_ctx
 @handle_errors
-def scan_cmd(ctx: Context, paths: tuple[str, ...], algorithm: str, processes: int | None,
-             batch_size: int, chunk_size: str, min_size: str | None, max_size: str | None,
-             include_empty: bool, include: tuple[str, ...], exclude: tuple[str, ...],
-             exclude_from: tuple[str, ...], ignore_files: bool, hidden: bool,
-             include_trash: bool, follow_links: bool, one_file_system: bool, max_depth: int | None,
-             prefix_size: str, commit_interval: float, start_method: str | None,
-             report_path: str | None) -> None:
+def scan_cmd(ctx: Context, paths: tuple[str, ...], report_path: str | None,
+             **flags: Any) -> None:
     """Scan folders or files into the catalogue and find the duplicates among them."""
-    if include_empty and min_size is not None and parse_size(min_size, "--min-size") > 0:
-        raise UsageError("--include-empty conflicts with --min-size above 0")
-    # bad input fails before anything is opened or written
-    options = Catalogue.scan_options(
-        follow_links=follow_links, one_file_system=one_file_system, max_depth=max_depth,
-        min_size=0 if include_empty else (min_size or 1), max_size=max_size,
-        include=include, exclude=load_exclude_from(exclude_from) + exclude,
-        ignore_files=ignore_files, hidden=hidden, include_trash=include_trash,
-        algorithm=algorithm,
-        batch_size=batch_size, chunk_size=chunk_size, prefix_size=prefix_size,
-        start_method=start_method, processes=processes, commit_interval=commit_interval,
-    )
+    options = options_of(flags)
     Catalogue.check_roots(paths)
     with ctx.opened() as cat:
         summary = cat.scan(paths, options, progress=not ctx.quiet,

@@ -61,18 +61,27 @@ def _page(conn: Connection, where: str, params: dict[str, Any]) -> list[CatalogR
     return list(map(CatalogRow._make, result.cursor.fetchall()))
 
 
-def rows_under(conn: Connection, host: str, roots: Sequence[str], scan_id: int
-               ) -> Iterator[CatalogRow]:
+def rows_under(conn: Connection, host: str, roots: Sequence[str], scan_id: int,
+               in_key_order: bool = False) -> Iterator[CatalogRow]:
     """The host's rows under ``roots`` (in the walk's order) in (host, path) order, a page
-    at a time. Rows this scan has written are left out: they are behind the walk already."""
+    at a time. Rows this scan has written are left out: they are behind the walk already.
+    A root's own row comes before the rows below it; ``in_key_order`` reads every root's
+    own row and subtree in the order of their keys instead (a file ``a/b-x`` sorts
+    between ``a/b`` and ``a/b/``), as a walk of parts of the roots yields them."""
     mine = "host = :host AND (scan_id IS NULL OR scan_id != :scan)"
+    spans: list[tuple[str, str | None]] = []  # (the key, None) or [lo, hi)
     for root in roots:
         key = to_db(root)
         lo, hi = subtree_range(key)
-        params: dict[str, Any] = {"host": host, "scan": scan_id, "root": key}
-        yield from _page(conn, f"{mine} AND path = :root", params)
-        last = lo
-        first = True
+        spans += [(key, None), (lo, hi)]
+    if in_key_order:
+        spans.sort()
+    for lo, hi in spans:
+        params: dict[str, Any] = {"host": host, "scan": scan_id, "root": lo}
+        if hi is None:
+            yield from _page(conn, f"{mine} AND path = :root", params)
+            continue
+        last, first = lo, True
         while True:
             cmp = ">=" if first else ">"
             page = _page(conn, f"{mine} AND path {cmp} :last AND path < :hi",

@@ -41,6 +41,7 @@ from dupfinder.processes import pid_alive
 from dupfinder.scan.collisions import Collisions, Want
 from dupfinder.scan.hashing import algorithm_tag, whole_limit
 from dupfinder.scan.options import ScanOptions, check_options, resolve_roots
+from dupfinder.scan.scope import ScopeWalk
 from dupfinder.scan.sync import Sync, SyncCounts, seen_of
 from dupfinder.scan.walk import WalkProblems, walk
 from dupfinder.scan.workers import Hashers, HashSettings, Task, TaskResult
@@ -48,7 +49,8 @@ from dupfinder.states import ScanStatus, Stage
 
 FULL_TASK_BYTES = 256 << 20
 
-__all__ = ["ScanOptions", "ScanSummary", "check_options", "resolve_roots", "run_scan"]
+__all__ = ["ScanOptions", "ScanSummary", "check_options", "resolve_roots", "run_scan",
+           "scan_scope"]
 
 
 @dataclass
@@ -128,8 +130,19 @@ def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
         return _locked_scan(db, roots, host, options, log)
 
 
+def scan_scope(db: Database, roots: list[str], scope: list[str], host: str,
+               options: ScanOptions) -> ScanSummary:
+    """Bring the catalogue up to date at and below the paths ``scope`` (under ``roots``,
+    as :func:`resolve_roots` gave them), with the filters of a scan of ``roots``: the
+    scan of what ``dupfinder watch`` saw change. Its record names ``scope`` as its roots
+    (what it looked at); paths that are gone lose their rows."""
+    with _db_errors(), host_lock(db, host, exclusive=False):
+        return _locked_scan(db, roots, host, options, None, scope=scope)
+
+
 def _locked_scan(db: Database, roots: list[str], host: str, options: ScanOptions,
-                 log: Callable[[str], None] | None) -> ScanSummary:
+                 log: Callable[[str], None] | None, scope: list[str] | None = None
+                 ) -> ScanSummary:
     if db.backend == "sqlite" and db.url.database:
         # the catalogue itself, reached by the path given or through symbolic links
         bases = {os.path.abspath(db.url.database), os.path.realpath(db.url.database)}
@@ -141,20 +154,25 @@ def _locked_scan(db: Database, roots: list[str], host: str, options: ScanOptions
         stale = [run.id for run in scans.running_scans(session, host)
                  if run.pid is None or not pid_alive(run.pid)]
         scans.mark_interrupted(session, stale)
-        scan_id, started = scans.start_scan(session, host, roots, tag,
+        looked = scope if scope is not None else roots
+        scan_id, started = scans.start_scan(session, host, looked, tag,
                                             _options_record(options), os.getpid())
         session.commit()
         orphaned = pending.orphans(session)
-        settled = scans.settled_scan(session, host, roots, tag, options.walk.min_size)
-        # the first scan into an empty catalogue, with no other scan at work: a cold load
-        bulk = not orphaned and scans.catalogue_empty(session) and scans.alone(session,
-                                                                                scan_id)
-    summary = ScanSummary(scan_id=scan_id, roots=roots)
+        settled = bulk = None
+        if scope is None:
+            settled = scans.settled_scan(session, host, roots, tag, options.walk.min_size)
+            # the first scan into an empty catalogue, with no other scan at work: a cold
+            # load
+            bulk = not orphaned and scans.catalogue_empty(session) and scans.alone(
+                session, scan_id)
+    summary = ScanSummary(scan_id=scan_id, roots=looked)
     try:
         with _db_errors():
             for earlier in orphaned:  # results a killed scan committed and never merged
                 pending.merge(db, earlier)
-            _Scan(db, host, roots, tag, options, summary, started, settled, bulk).run()
+            _Scan(db, host, roots, tag, options, summary, started, settled, bool(bulk),
+                  scope).run()
             t = time.perf_counter()
             with db.session() as session:
                 totals = None
@@ -163,8 +181,8 @@ def _locked_scan(db: Database, roots: list[str], host: str, options: ScanOptions
                                                 or summary.problems):
                     totals = scans.unchanged_totals(session, settled, roots, scan_id)
                 if totals is None:
-                    sel = Selection(host, roots, options.walk.min_size)
-                    if not rows.outside_exists(session.connection(), host, roots):
+                    sel = Selection(host, looked, options.walk.min_size)
+                    if not rows.outside_exists(session.connection(), host, looked):
                         # every row is this host's under these roots: the kept counts of
                         # the whole catalogue are the answer (a seek, not a recount)
                         sel = Selection(None, None, options.walk.min_size)
@@ -216,8 +234,10 @@ class _Scan:
 
     def __init__(self, db: Database, host: str, roots: list[str], tag: str,
                  options: ScanOptions, summary: ScanSummary, started: Any,
-                 settled: scans.Settled | None, bulk: bool = False) -> None:
+                 settled: scans.Settled | None, bulk: bool = False,
+                 scope: list[str] | None = None) -> None:
         self.db, self.host, self.roots, self.tag = db, host, roots, tag
+        self.scope = scope  # only these paths (under the roots) are walked
         self.options, self.summary, self.started = options, summary, started
         self.settled, self.bulk = settled, bulk
         self.bars = _Bars(options.progress)
@@ -275,12 +295,13 @@ class _Scan:
         t = time.perf_counter()
         s, opts = self.summary, self.options
         lookup = None
-        if rows.outside_exists(conn, self.host, self.roots):
+        looked = self.scope if self.scope is not None else self.roots
+        if rows.outside_exists(conn, self.host, looked):
             def lookup(sizes: list[int]) -> list[rows.SizeRow]:
                 return rows.rows_of_sizes(conn, sizes)
         self.collisions = Collisions(self.host, self.tag,
                                      whole_limit(opts.prefix_size, opts.chunk_size),
-                                     self.roots, lookup, defer=self.settled is not None)
+                                     looked, lookup, defer=self.settled is not None)
         conn.commit()
         problems = WalkProblems()
 
@@ -290,9 +311,12 @@ class _Scan:
 
         writer = rows.RowWriter(conn, self.host, s.scan_id, self.started, written,
                                 interval=opts.commit_interval or 1.0)
-        sync = Sync(rows.rows_under(conn, self.host, self.roots, s.scan_id), writer,
+        sync = Sync(rows.rows_under(conn, self.host, looked, s.scan_id,
+                                    in_key_order=self.scope is not None), writer,
                     self.collisions.see)
-        for n, entry in enumerate(walk(self.roots, opts.walk, problems), 1):
+        found = (walk(self.roots, opts.walk, problems) if self.scope is None
+                 else ScopeWalk(self.roots, opts.walk, problems).walk(self.scope))
+        for n, entry in enumerate(found, 1):
             sync.feed(entry)
             if n % 256 == 0:
                 self.walked.update(256)

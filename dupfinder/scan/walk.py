@@ -134,13 +134,21 @@ def walk(roots: list[str], opts: WalkOptions, problems: WalkProblems
                 yield Skipped(root, False)
             continue
         if stat.S_ISDIR(st.st_mode):
-            visited.add((st.st_dev, st.st_ino))
-            exclude = compile_patterns(root_patterns(tuple(opts.exclude), root, roots))
-            include = compile_patterns(root_patterns(tuple(opts.include), root, roots))
-            if opts.include and include is None:
-                continue  # every --include pattern belongs to another root: nothing here
-            yield from _Visitor(root, st.st_dev, opts, problems, visited, exclude,
-                                include).run()
+            visitor = root_visitor(root, st, roots, opts, problems, visited)
+            if visitor is not None:
+                yield from visitor.run()
+
+
+def root_visitor(root: str, st: os.stat_result, roots: list[str], opts: WalkOptions,
+                 problems: WalkProblems, visited: set[tuple[int, int]]) -> _Visitor | None:
+    """The visitor of a root folder (``st`` its stat), or None when nothing under it can be
+    selected (every ``--include`` pattern belongs to another root)."""
+    visited.add((st.st_dev, st.st_ino))
+    exclude = compile_patterns(root_patterns(tuple(opts.exclude), root, roots))
+    include = compile_patterns(root_patterns(tuple(opts.include), root, roots))
+    if opts.include and include is None:
+        return None
+    return _Visitor(root, st.st_dev, opts, problems, visited, exclude, include)
 
 
 class _Listed(NamedTuple):
@@ -173,9 +181,11 @@ class _Visitor:
         self._plain = exclude is None and include is None and opts.hidden
         self._min, self._max = opts.min_size, opts.max_size
 
-    def run(self) -> Iterator[Entry | Skipped]:
+    def run(self, start: _Folder | None = None) -> Iterator[Entry | Skipped]:
+        """The walk below the root, or below ``start``, a folder under it that
+        :meth:`_enter` gave (:mod:`dupfinder.scan.scope` walks parts of a root)."""
         stack: list[tuple[_Folder, Iterator[_Listed]]] = []
-        yield from self._open(_Folder(self.root, 1, "", ()), stack)
+        yield from self._open(start or _Folder(self.root, 1, "", ()), stack)
         while stack:
             folder, entries = stack[-1]
             item = next(entries, None)
@@ -218,30 +228,41 @@ class _Visitor:
                 folder = folder._replace(layers=(*folder.layers, (len(folder.rel), own)))
         stack.append((folder, iter(self._sorted(entries))))
 
+    def with_ignores(self, folder: _Folder) -> _Folder:
+        """``folder`` with its own ignore files as a layer, as :meth:`_open` adds them (for
+        a folder reached without listing its parent)."""
+        if not self.opts.ignore_files:
+            return folder
+        names = {n for n in IGNORE_FILES if os.path.lexists(os.path.join(folder.path, n))}
+        own = _folder_ignores(folder.path, names, self.problems) if names else None
+        if own is None:
+            return folder
+        return folder._replace(layers=(*folder.layers, (len(folder.rel), own)))
+
     def _sorted(self, entries: list[os.DirEntry[str]]) -> list[_Listed]:
         """Entries with what ordering them needs: a folder (or, when links are followed, a
         link to one) sorts as its name + "/"."""
-        out: list[_Listed] = []
-        follow, hidden = self.opts.follow_links, self.opts.hidden
-        for e in entries:
-            st = problem = None
-            try:
-                if e.is_symlink():
-                    is_dir = False
-                    if follow and (hidden or not e.name.startswith(".")):
-                        try:
-                            st = os.stat(e.path)
-                            is_dir = stat.S_ISDIR(st.st_mode)
-                        except OSError as exc:
-                            problem = f"broken symlink ({exc.strerror})"
-                else:
-                    is_dir = e.is_dir(follow_symlinks=False)
-            except OSError:
-                is_dir = False
-            out.append(_Listed(order_key(e.name + "/" if is_dir else e.name), e, is_dir, st,
-                               problem))
+        out = [self.listed(e) for e in entries]
         out.sort(key=lambda item: item.key)
         return out
+
+    def listed(self, e: os.DirEntry[str]) -> _Listed:
+        """One entry with what ordering and taking it needs."""
+        st = problem = None
+        try:
+            if e.is_symlink():
+                is_dir = False
+                if self.opts.follow_links and (self.opts.hidden or not e.name.startswith(".")):
+                    try:
+                        st = os.stat(e.path)
+                        is_dir = stat.S_ISDIR(st.st_mode)
+                    except OSError as exc:
+                        problem = f"broken symlink ({exc.strerror})"
+            else:
+                is_dir = e.is_dir(follow_symlinks=False)
+        except OSError:
+            is_dir = False
+        return _Listed(order_key(e.name + "/" if is_dir else e.name), e, is_dir, st, problem)
 
     def _plain_file(self, e: os.DirEntry[str]) -> Entry | Skipped | None:
         """A file where no pattern, dot rule or link applies: the common case, in short."""

@@ -1,0 +1,105 @@
+"""What ``dupfinder watch`` writes besides a scan's rows, and what it asks to say what
+changed: moved rows, and the duplicate groups at some paths before and after.
+
+A rename moves the rows at and below the old path to the new one in one statement, with
+their hashes: a file keeps its device and inode through a rename, so no content's counts
+change (the rows a rename replaces at the new path are removed first, and their contents
+recounted, in the same transaction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import NamedTuple
+
+from sqlalchemy import Connection, and_, func, select, text
+
+from dupfinder.db import contents
+from dupfinder.db.files import under
+from dupfinder.db.models import Content, FileHash
+from dupfinder.db.paths import from_db, subtree_range, to_db
+
+F, C = FileHash, Content
+
+
+def move_rows(conn: Connection, host: str, old: str, new: str, now: datetime) -> int:
+    """Move the host's rows at and below ``old`` to ``new``; returns how many moved.
+    Commits."""
+    o, n = to_db(old), to_db(new)
+    olo, ohi = subtree_range(o)
+    nlo, nhi = subtree_range(n)
+    spot = "host = :h AND (path = :p OR (path >= :lo AND path < :hi))"
+    replaced = conn.execute(text(f"SELECT id, content_id FROM file_hashes WHERE {spot}"),
+                            {"h": host, "p": n, "lo": nlo, "hi": nhi}).all()
+    if replaced:
+        ids = [r.id for r in replaced]
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            marks = ", ".join(f":r{k}" for k in range(len(part)))
+            conn.execute(text(f"DELETE FROM file_hashes WHERE id IN ({marks})"),
+                         {f"r{k}": r for k, r in enumerate(part)})
+        contents.refresh(conn, {r.content_id for r in replaced})
+    name = to_db(new.rsplit("/", 1)[-1])
+    moved = conn.execute(text(
+        "UPDATE file_hashes SET path = :n || substr(path, :cut), "
+        "name = CASE WHEN path = :o THEN :name ELSE name END, last_seen = :now, "
+        f"scan_id = NULL WHERE {spot}"),
+        {"h": host, "p": o, "lo": olo, "hi": ohi, "n": n, "o": o, "cut": len(o) + 1,
+         "name": name, "now": now}).rowcount or 0
+    conn.commit()
+    return moved
+
+
+class Copy(NamedTuple):
+    """A file of a duplicate group."""
+
+    content_id: int
+    path: str
+    size: int
+
+
+def groups_under(conn: Connection, host: str, scope: Sequence[str]) -> dict[int, int]:
+    """The duplicate groups (content id -> inodes) with a file of ``host`` at or below a
+    path of ``scope``."""
+    found = conn.execute(
+        select(C.id, C.inodes).join(F, F.content_id == C.id)
+        .where(C.inodes > 1, under(scope, [host])).distinct())
+    return {r.id: r.inodes for r in found}
+
+
+def inodes_of(conn: Connection, ids: Iterable[int]) -> dict[int, int]:
+    """Each content's inodes now (a content no longer held is left out)."""
+    out: dict[int, int] = {}
+    todo = sorted(set(ids))
+    for i in range(0, len(todo), 500):
+        part = todo[i:i + 500]
+        out.update((r.id, r.inodes) for r in conn.execute(
+            select(C.id, C.inodes).where(C.id.in_(part))))
+    return out
+
+
+def copies_written(conn: Connection, host: str, scope: Sequence[str], scan_id: int
+                   ) -> list[Copy]:
+    """The files scan ``scan_id`` wrote at or below ``scope`` that are in a group now."""
+    found = conn.execute(
+        select(F.content_id, F.path, F.size).join(C, F.content_id == C.id)
+        .where(F.scan_id == scan_id, C.inodes > 1, under(scope, [host]))
+        .order_by(F.path))
+    return [Copy(r.content_id, from_db(r.path), r.size) for r in found]
+
+
+def other_file(conn: Connection, content_id: int, host: str, path: str | None
+               ) -> tuple[str, str] | None:
+    """(host, path) of a file of the content other than ``path`` of ``host``: this host's
+    first, then by path (the copy a new file duplicates, or the one a group leaves)."""
+    query = select(F.host, F.path).where(F.content_id == content_id)
+    if path is not None:
+        query = query.where(~and_(F.host == host, F.path == to_db(path)))
+    row = conn.execute(query.order_by((F.host != host), F.path).limit(1)).first()
+    return None if row is None else (row.host, from_db(row.path))
+
+
+def content_size(conn: Connection, content_id: int) -> int | None:
+    """The size of a content's files."""
+    return conn.execute(select(func.max(C.size)).where(C.id == content_id)).scalar()

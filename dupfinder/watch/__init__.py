@@ -1,0 +1,1 @@
+"""``dupfinder watch``: the catalogue kept current from the kernel's file events."""

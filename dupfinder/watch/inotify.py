@@ -1,0 +1,195 @@
+"""Linux's inotify, through ``inotify_simple``, as the changes the watch cares about.
+
+``inotify_simple`` is a thin wrapper of the three system calls that hands over the raw
+events: the watch needs exactly what the kernel says (which folder a watch descriptor
+stands for, the cookie that pairs the two halves of a rename, the queue overflow, the
+watch limit as ENOSPC), and libraries that build a tree of their own over it (watchdog)
+hide or re-order those. One watch per folder; a watch follows its folder through renames,
+so a moved folder's descriptors are re-pointed here, by prefix, and never re-added.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from inotify_simple import INotify
+from inotify_simple import flags as F
+
+from dupfinder.paths import is_under
+
+MASK = (F.CREATE | F.DELETE | F.MODIFY | F.CLOSE_WRITE | F.MOVED_FROM | F.MOVED_TO
+        | F.ATTRIB | F.DELETE_SELF | F.MOVE_SELF | F.DONT_FOLLOW | F.ONLYDIR | F.EXCL_UNLINK)
+# the second half of a rename comes right after the first; wait this long for it when a
+# read ends between them
+PAIR_WAIT_MS = 20
+
+
+class Kind(StrEnum):
+    """What a change says."""
+
+    WRITTEN = "written"  # closed after writing: ready now
+    TOUCHED = "touched"  # created, written to, metadata changed: ready once quiet
+    GONE = "gone"  # deleted, or moved out of the watched folders
+    ARRIVED = "arrived"  # a folder created or moved in: everything below it is new
+    MOVED = "moved"  # renamed within the watched folders: ``path`` -> ``dest``
+    OVERFLOW = "overflow"  # the kernel's queue overflowed: events were lost
+    ROOT_GONE = "root gone"  # a root deleted, moved away or unmounted
+    UNMOUNTED = "unmounted"  # a file system below a root unmounted
+    UNWATCHED = "unwatched"  # folders the watch limit left unwatched (``paths``)
+
+
+@dataclass
+class Change:
+    """One change under the roots."""
+
+    kind: Kind
+    path: str = ""
+    dest: str = ""
+    folder: bool = False
+    paths: list[str] = field(default_factory=list)
+
+
+class Watches:
+    """The inotify instance, one watch per watched folder, and the events as
+    :class:`Change`\\ s. ``enter(path)`` tells which folders are watched (those the walk
+    would enter)."""
+
+    def __init__(self, roots: list[str], enter: Callable[[str], bool]) -> None:
+        self.roots, self.enter = roots, enter
+        self.inotify = INotify()
+        self.paths: dict[int, str] = {}  # watch descriptor -> folder
+        self.limit_hit = False
+
+    def fileno(self) -> int:
+        return self.inotify.fileno()
+
+    def close(self) -> None:
+        self.inotify.close()
+
+    def add_tree(self, top: str) -> list[str]:
+        """Watch ``top`` and every folder below it that ``enter`` allows; returns the
+        folders the watch limit left unwatched (with everything below each)."""
+        unwatched: list[str] = []
+        stack = [top]
+        while stack:
+            folder = stack.pop()
+            try:
+                wd = self.inotify.add_watch(folder, MASK)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    self.limit_hit = True
+                    unwatched.append(folder)
+                # gone, not a folder any more, unreadable: nothing to watch there
+                continue
+            self.paths[wd] = folder
+            try:
+                with os.scandir(folder) as it:
+                    for e in it:
+                        try:
+                            real_dir = e.is_dir(follow_symlinks=False)
+                        except OSError:
+                            continue
+                        if real_dir and self.enter(e.path):
+                            stack.append(e.path)
+            except OSError:
+                continue  # vanished or unreadable: its parent's events tell
+        return unwatched
+
+    def forget(self, folder: str) -> None:
+        """Stop watching ``folder`` and everything below it."""
+        for wd, path in list(self.paths.items()):
+            if is_under(path, folder):
+                del self.paths[wd]
+                with suppress(OSError):  # the kernel may have dropped it already
+                    self.inotify.rm_watch(wd)
+
+    def _moved(self, old: str, new: str) -> None:
+        """Re-point the watches of a folder renamed from ``old`` to ``new``."""
+        cut = len(old)
+        for wd, path in self.paths.items():
+            if is_under(path, old):
+                self.paths[wd] = new + path[cut:]
+
+    def read(self, timeout_ms: int | None) -> list[Change]:
+        """The changes the kernel has reported, waiting up to ``timeout_ms`` (None:
+        forever) for the first."""
+        events = list(self.inotify.read(timeout=timeout_ms))
+        if not events:
+            return []
+        while True:  # everything queued, so that rename halves meet
+            more = list(self.inotify.read(timeout=0))
+            if not more:
+                break
+            events.extend(more)
+        if events[-1].mask & F.MOVED_FROM:
+            events.extend(self.inotify.read(timeout=PAIR_WAIT_MS))
+        return list(self._changes(events))
+
+    def _changes(self, events: list) -> Iterator[Change]:  # type: ignore[type-arg]
+        moved_from: dict[int, tuple[str, bool]] = {}
+        for ev in events:
+            mask = ev.mask
+            if mask & F.Q_OVERFLOW:
+                yield Change(Kind.OVERFLOW)
+                continue
+            base = self.paths.get(ev.wd)
+            if base is None:
+                continue  # a watch dropped already
+            folder = bool(mask & F.ISDIR)
+            path = os.path.join(base, ev.name) if ev.name else base
+            if mask & F.MOVED_TO and ev.cookie in moved_from:
+                old, was_folder = moved_from.pop(ev.cookie)
+                if was_folder:
+                    self._moved(old, path)
+                yield Change(Kind.MOVED, old, path, was_folder)
+                continue
+            yield from self._flush_moves(moved_from, keep=ev.cookie if mask & F.MOVED_FROM
+                                         else None)
+            if mask & F.MOVED_FROM:
+                moved_from[ev.cookie] = (path, folder)
+            elif mask & (F.UNMOUNT | F.DELETE_SELF | F.MOVE_SELF):
+                yield from self._self_event(ev.wd, base, mask)
+            elif mask & F.IGNORED:
+                self.paths.pop(ev.wd, None)
+            elif folder and mask & (F.CREATE | F.MOVED_TO):
+                yield Change(Kind.ARRIVED, path, folder=True)
+                if self.enter(path):
+                    missed = self.add_tree(path)
+                    if missed:
+                        yield Change(Kind.UNWATCHED, paths=missed)
+            elif mask & F.DELETE:
+                yield Change(Kind.GONE, path, folder=folder)
+            elif folder:
+                continue  # a folder's own metadata: nothing of the catalogue's
+            elif mask & F.CLOSE_WRITE:
+                yield Change(Kind.WRITTEN, path)
+            elif mask & F.MOVED_TO:
+                yield Change(Kind.WRITTEN, path)  # moved in from outside: a new file
+            else:
+                yield Change(Kind.TOUCHED, path)
+        yield from self._flush_moves(moved_from, keep=None)
+
+    def _flush_moves(self, moved_from: dict[int, tuple[str, bool]], keep: int | None
+                     ) -> Iterator[Change]:
+        """Renames whose second half did not come next: moved out of the watched
+        folders, so gone."""
+        for cookie in [c for c in moved_from if c != keep]:
+            path, folder = moved_from.pop(cookie)
+            if folder:
+                self.forget(path)
+            yield Change(Kind.GONE, path, folder=folder)
+
+    def _self_event(self, wd: int, path: str, mask: int) -> Iterator[Change]:
+        if path in self.roots:
+            self.forget(path)
+            yield Change(Kind.ROOT_GONE, path, folder=True)
+        elif mask & F.UNMOUNT:
+            self.forget(path)
+            yield Change(Kind.UNMOUNTED, path, folder=True)
+        # a folder below a root deleted or moved: its parent's event says so
+
