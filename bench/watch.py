@@ -135,7 +135,7 @@ def latencies(w: Watch, closed: dict[str, float], timeout: float = 600) -> list[
     deadline = time.monotonic() + timeout
     seen: dict[str, float] = {}
     while len(seen) < len(closed) and time.monotonic() < deadline:
-        seen.update(w.copies_seen(mark))
+        seen.update((p, at) for p, at in w.copies_seen(mark).items() if p in closed)
         time.sleep(0.05)
     missing = len(closed) - len(seen)
     if missing:
@@ -170,6 +170,16 @@ def run_backend(backend: str, url: str, files: int, work: Path, env: dict[str, s
     say(f"{backend}: making {files} files")
     made = make_tree(tree, files)
     w = Watch(tree, url, env)
+    try:
+        return measure_watch(w, tree, made, files, backend)
+    finally:
+        if w.proc.poll() is None:
+            w.stop()
+        shutil.rmtree(tree)
+
+
+def measure_watch(w: Watch, tree: Path, made: list[Path], files: int, backend: str
+                  ) -> dict[str, Any]:
     at, _ = w.wait("watching")
     out: dict[str, Any] = {"backend": backend, "files": files,
                            "initial scan s": round(at - w.started, 2)}
@@ -203,7 +213,6 @@ def run_backend(backend: str, url: str, files: int, work: Path, env: dict[str, s
     w.stop()
     out["peak PSS"] = w.peak_pss
     say(f"  peak PSS {mib(w.peak_pss)}")
-    shutil.rmtree(tree)
     return out
 
 

@@ -100,6 +100,33 @@ def other_file(conn: Connection, content_id: int, host: str, path: str | None
     return None if row is None else (row.host, from_db(row.path))
 
 
+def first_others(conn: Connection, copies: Sequence[Copy], host: str, scan_id: int
+                 ) -> dict[str, tuple[str, str]]:
+    """For each new copy, (host, path) of another file of its content: this host's first,
+    then files the scan ``scan_id`` did not write, then by path. One query per 500
+    contents, two rows of each (one of them is not the copy)."""
+    out: dict[str, tuple[str, str]] = {}
+    ids = sorted({c.content_id for c in copies})
+    for i in range(0, len(ids), 500):
+        part = ids[i:i + 500]
+        rank = func.row_number().over(
+            partition_by=F.content_id,
+            order_by=((F.host != host), func.coalesce(F.scan_id == scan_id, False),
+                      F.path)).label("rank")
+        ranked = (select(F.content_id, F.host, F.path, rank)
+                  .where(F.content_id.in_(part)).subquery())
+        firsts: dict[int, list[tuple[str, str]]] = {}
+        for r in conn.execute(select(ranked).where(ranked.c.rank <= 2)
+                              .order_by(ranked.c.content_id, ranked.c.rank)):
+            firsts.setdefault(r.content_id, []).append((r.host, from_db(r.path)))
+        for c in copies:
+            if c.content_id in firsts:
+                other = next((f for f in firsts[c.content_id] if f != (host, c.path)), None)
+                if other is not None:
+                    out[c.path] = other
+    return out
+
+
 def content_size(conn: Connection, content_id: int) -> int | None:
     """The size of a content's files."""
     return conn.execute(select(func.max(C.size)).where(C.id == content_id)).scalar()

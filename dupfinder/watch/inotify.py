@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import errno
 import os
+import select
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from inotify_simple import INotify
+from inotify_simple import INotify, parse_events
 from inotify_simple import flags as F
 
 from dupfinder.paths import is_under
@@ -27,6 +29,18 @@ MASK = (F.CREATE | F.DELETE | F.MODIFY | F.CLOSE_WRITE | F.MOVED_FROM | F.MOVED_
 # the second half of a rename comes right after the first; wait this long for it when a
 # read ends between them
 PAIR_WAIT_MS = 20
+# events held for the loop at most (about 100 bytes each); beyond, they are dropped and
+# taken for an overflow, as the kernel does with its own queue
+MOST_HELD = 1_000_000
+
+
+class _Overflowed:
+    """The event that stands for events dropped (see :data:`MOST_HELD`)."""
+
+    wd, mask, cookie, name = -1, F.Q_OVERFLOW, 0, ""
+
+
+_OVERFLOWED = _Overflowed()
 
 
 class Kind(StrEnum):
@@ -57,19 +71,57 @@ class Change:
 class Watches:
     """The inotify instance, one watch per watched folder, and the events as
     :class:`Change`\\ s. ``enter(path)`` tells which folders are watched (those the walk
-    would enter)."""
+    would enter).
+
+    A thread of its own empties the kernel's queue as events come (it only reads and
+    parses; what they mean is worked out in the caller's thread, by :meth:`read`): the
+    kernel keeps ``fs.inotify.max_queued_events`` (16,384) at most, which a burst of a few
+    thousand new files fills while a batch is being written."""
 
     def __init__(self, roots: list[str], enter: Callable[[str], bool]) -> None:
         self.roots, self.enter = roots, enter
         self.inotify = INotify()
         self.paths: dict[int, str] = {}  # watch descriptor -> folder
         self.limit_hit = False
+        self._held: list = []  # type: ignore[type-arg]  # events read, not yet taken
+        self._came = threading.Condition()
+        self._wake_r, self._wake_w = os.pipe()
+        self._reader = threading.Thread(target=self._drain, name="inotify", daemon=True)
+        self._reader.start()
 
     def fileno(self) -> int:
         return self.inotify.fileno()
 
     def close(self) -> None:
+        os.write(self._wake_w, b"x")
+        self._reader.join(timeout=5)
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
         self.inotify.close()
+
+    def _drain(self) -> None:
+        """The reader thread: blocks in poll (no timeout: an idle watch costs nothing)
+        until events come or :meth:`close` writes to the wake-up pipe."""
+        poller = select.poll()
+        poller.register(self.inotify.fileno(), select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        while True:
+            ready = {fd for fd, _ in poller.poll()}
+            if self._wake_r in ready:
+                return
+            try:
+                data = os.read(self.inotify.fileno(), 1 << 20)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+            events = parse_events(data)
+            with self._came:
+                if len(self._held) < MOST_HELD:
+                    self._held.extend(events)
+                else:  # as the kernel does: what does not fit is lost, and said so
+                    self._held.append(_OVERFLOWED)
+                self._came.notify()
 
     def add_tree(self, top: str) -> list[str]:
         """Watch ``top`` and every folder below it that ``enter`` allows; returns the
@@ -118,17 +170,24 @@ class Watches:
     def read(self, timeout_ms: int | None) -> list[Change]:
         """The changes the kernel has reported, waiting up to ``timeout_ms`` (None:
         forever) for the first."""
-        events = list(self.inotify.read(timeout=timeout_ms))
+        events = self._take(timeout_ms)
         if not events:
             return []
-        while True:  # everything queued, so that rename halves meet
-            more = list(self.inotify.read(timeout=0))
-            if not more:
-                break
-            events.extend(more)
-        if events[-1].mask & F.MOVED_FROM:
-            events.extend(self.inotify.read(timeout=PAIR_WAIT_MS))
+        if events[-1].mask & F.MOVED_FROM:  # its second half may be on its way
+            events.extend(self._take(PAIR_WAIT_MS))
         return list(self._changes(events))
+
+    def pending(self) -> int:
+        """How many events are read and not yet taken."""
+        with self._came:
+            return len(self._held)
+
+    def _take(self, timeout_ms: int | None) -> list:  # type: ignore[type-arg]
+        with self._came:
+            if not self._held:
+                self._came.wait(None if timeout_ms is None else timeout_ms / 1000)
+            events, self._held = self._held, []
+        return events
 
     def _changes(self, events: list) -> Iterator[Change]:  # type: ignore[type-arg]
         moved_from: dict[int, tuple[str, bool]] = {}

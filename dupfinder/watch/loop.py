@@ -43,6 +43,11 @@ SMALL_BATCH = 1000
 # a batch scans at most this many paths (folders stand for many files changed in them):
 # every statement that names the paths stays small
 SCOPE_MOST = 100
+# a read of at least this many changes is a burst: gather the rest, every GATHER_STEP
+# seconds for up to GATHER_SECONDS, before writing
+BURST = 64
+GATHER_STEP = 0.05
+GATHER_SECONDS = 0.5
 # how often a root that went away is looked for again
 ROOT_CHECK_SECONDS = 5.0
 # while a dedupe or undo run holds the host, look again this often
@@ -140,6 +145,7 @@ class Watch:
             return
         finally:
             self.idle = False
+        changes += self._gather(len(changes))
         now = time.monotonic()
         for change in changes:
             self._note(change, now)
@@ -150,6 +156,19 @@ class Watch:
         batch = self.pending.take(now)
         if batch:
             self._write(batch)
+
+    def _gather(self, came: int) -> list[Change]:
+        """While changes pour in (a burst), more of them, for up to :data:`GATHER_SECONDS`:
+        one batch of many costs less than many small ones, each rescanning the folder the
+        burst is in. A trickle is written at once."""
+        more: list[Change] = []
+        end = time.monotonic() + GATHER_SECONDS
+        while came >= BURST and time.monotonic() < end and not self.stopping:
+            time.sleep(GATHER_STEP)
+            got = self.watches.read(0)
+            more += got
+            came = len(got)
+        return more
 
     @contextmanager
     def _signals(self) -> Iterator[None]:
@@ -292,21 +311,18 @@ class Watch:
         with self.db.engine.connect() as conn:
             written = live.copies_written(conn, self.host, scope, summary.scan_id)
             now = live.inodes_of(conn, set(before) | {c.content_id for c in written})
-            for copy in written:
-                if now.get(copy.content_id, 0) > before.get(copy.content_id, 1):
-                    self._tell_copy(conn, copy)
+            fresh = [c for c in written
+                     if now.get(c.content_id, 0) > before.get(c.content_id, 1)]
+            others = live.first_others(conn, fresh, self.host, summary.scan_id)
+            for copy in fresh:
+                if copy.path in others:
+                    host, path = others[copy.path]
+                    self.tell(WatchEvent(Said.NEW_COPY, copy.path, path, size=copy.size,
+                                         other_host="" if host == self.host else host))
             for content_id, inodes in sorted(before.items()):
                 if now.get(content_id, 0) < 2 <= inodes:
                     self._tell_ended(conn, content_id)
         self.tell(WatchEvent(Said.UPDATED, count=len(scope), moved=moved))
-
-    def _tell_copy(self, conn: Any, copy: live.Copy) -> None:
-        other = live.other_file(conn, copy.content_id, self.host, copy.path)
-        if other is None:
-            return
-        host, path = other
-        self.tell(WatchEvent(Said.NEW_COPY, copy.path, path,
-                             other_host="" if host == self.host else host, size=copy.size))
 
     def _tell_ended(self, conn: Any, content_id: int) -> None:
         left = live.other_file(conn, content_id, self.host, None)
