@@ -52,6 +52,7 @@ from bench.common import (
 from bench.scale import children_by_parent, mib, remove_sqlite, tree_memory
 
 DUPFINDER = [sys.executable, "-m", "dupfinder"]
+DUPFINDER_RUN = DUPFINDER
 PSS_LIMIT = 300_000_000
 
 
@@ -90,7 +91,7 @@ class Watch:
 
     def __init__(self, tree: Path, url: str, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            [*DUPFINDER, "watch", str(tree), "-f", "json", "-v", "-q", "--db-url", url],
+            [*DUPFINDER_RUN, "watch", str(tree), "-f", "json", "-v", "-q", "--db-url", url],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         self.lines: list[tuple[float, dict[str, Any]]] = []
         self.peak_pss = 0

@@ -71,7 +71,8 @@ def words(e: WatchEvent, rescan_every: float) -> str:
         case Said.RESCAN:
             return f"rescanned {count(len(e.paths), 'unwatched folder')}"
         case Said.WAITING:
-            return "a dedupe or undo run of this host is at work: changes wait for its end"
+            return ("a dedupe, undo or merge of this host is at work: changes wait for its "
+                    "end")
         case _:
             return f"updated: {count(e.count, 'path')} looked at, {count(e.moved, 'row')} moved"
 

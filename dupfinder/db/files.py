@@ -42,7 +42,16 @@ def under(roots: Iterable[str] | None, hosts: Sequence[str] | None = None
     of paths alone, on any host, is no range of that index)."""
     if hosts is None or not roots:
         return under_roots(db_roots(roots))
-    return or_(*(and_(F.host == h, under_roots(db_roots(roots))) for h in hosts))
+    # one term per (host, path) and (host, range), each a seek of that index: SQLite does
+    # not carry a host test outside an OR into its terms, and with it outside read every
+    # row of the host instead
+    terms: list[ColumnElement[bool]] = []
+    for root in db_roots(roots):
+        lo, hi = subtree_range(root)
+        for h in hosts:
+            terms += [and_(F.host == h, F.path == root),
+                      and_(F.host == h, F.path >= lo, F.path < hi)]
+    return or_(*terms)
 
 
 def hosts_of(session: Any) -> list[str]:

@@ -22,7 +22,7 @@ class Said(StrEnum):
     UNMOUNTED = "unmounted"  # ``path`` below a root unmounted; its rows kept
     NETWORK = "network"  # ``paths`` are on network file systems: no events, rescanned
     RESCAN = "rescan"  # ``paths`` (unwatched) rescanned, as ``--rescan-every`` asks
-    WAITING = "waiting"  # a dedupe or undo run holds the host: changes wait for its end
+    WAITING = "waiting"  # a dedupe, undo or merge holds the host: changes wait for its end
 
 
 @dataclass

@@ -299,8 +299,11 @@ class Watch:
             if moved:
                 self.tell(WatchEvent(Said.UPDATED, moved=moved))
             return
-        self._scan(scope, moved, small=len(batch.paths) <= SMALL_BATCH
-                   and not any(os.path.isdir(p) for p in scope))
+        try:
+            self._scan(scope, moved, small=len(batch.paths) <= SMALL_BATCH
+                       and not any(os.path.isdir(p) for p in scope))
+        except SafetyError:  # a merge into this host runs: the renames are in, scan later
+            self._postpone(Batch([], scope))
 
     def _scan(self, scope: list[str], moved: int, small: bool) -> None:
         with self.db.engine.connect() as conn:
