@@ -140,8 +140,8 @@ def _merge_rows(src: Connection, dst: Connection, host: str, scan_ids: dict[int,
 
 @contextmanager
 def _source(url_text: str) -> Iterator[Database]:
-    """The source catalogue, opened for reading; an older SQLite one is upgraded in a
-    temporary copy (the source file is never written)."""
+    """The source catalogue, opened for reading; an older one is upgraded in a temporary
+    copy (a file beside nothing, or a database of the source's server), never in itself."""
     url = parse_db_url(url_text, "merge SOURCE")
     shown = mask_url(url)
     with ExitStack() as stack:
@@ -155,13 +155,14 @@ def _source(url_text: str) -> Iterator[Database]:
                              f"dupfinder understands ({SCHEMA_VERSION}); upgrade dupfinder")
         if version < SCHEMA_VERSION:
             if url.get_backend_name() != "sqlite":
-                raise UsageError(f"{shown} has the older schema version {version}; open it "
-                                 "once with this dupfinder (any command with --db-url) to "
-                                 "upgrade it, then merge")
-            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="dupfinder-merge-"))
-            copy = os.path.join(folder, "source.db")
-            _sqlite_copy(url.database or "", copy)
-            url = sqlite_url(copy)
+                engine.dispose()  # a session on the source would stop the copy
+                url = stack.enter_context(sql.pg_copy(url))
+            else:
+                folder = stack.enter_context(
+                    tempfile.TemporaryDirectory(prefix="dupfinder-merge-"))
+                copy = os.path.join(folder, "source.db")
+                _sqlite_copy(url.database or "", copy)
+                url = sqlite_url(copy)
             engine = connect(url)  # the copy: upgraded, then only read
             stack.callback(engine.dispose)
             ensure_schema(engine)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import URL, select, text
+from sqlalchemy import URL, create_engine, select, text
 
 from dupfinder import Catalogue, DatabaseError, SafetyError, ScanStatus, UsageError
 from dupfinder.db import contents, scans
@@ -315,8 +315,6 @@ def merging(url: str) -> bool:
         return any(line.split()[1:4] == ["FLOCK", "ADVISORY", "WRITE"]
                    and line.split()[5].endswith(f":{inode}")
                    for line in Path("/proc/locks").read_text().splitlines())
-    from sqlalchemy import create_engine
-
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
@@ -386,6 +384,33 @@ def test_an_older_sqlite_source_is_upgraded_in_a_copy_and_a_newer_one_refused(
     r = cli("merge", source, "--db-url", target)
     assert r.code == 2 and len(r.err.strip().splitlines()) == 1
     assert "schema version 99, newer than this dupfinder understands" in r.err
+
+
+def test_an_older_postgresql_source_is_upgraded_in_a_copy_on_its_server(
+        new_url: Callable[[str], str], tmp_path: Path, cli) -> None:
+    source = new_url("postgresql")
+    target = new_url("sqlite")
+    root = tree(tmp_path / "t", {"a": blob(1, 5000), "b": blob(1, 5000)})
+    with Catalogue.open(source, host="nas", fallback=False) as nas:
+        nas.scan([root], processes=1)
+        with nas.db.engine.begin() as conn:  # back to schema 3: no contents, no content_id
+            conn.execute(text("DROP TABLE contents CASCADE"))
+            conn.execute(text("DROP TABLE pending_hashes"))
+            conn.execute(text("ALTER TABLE file_hashes DROP COLUMN content_id"))
+            conn.execute(SchemaInfo.__table__.update().values(version=3))
+    r = cli("merge", source, "--db-url", target)
+    assert r.code == 0, r.err
+    with Catalogue.open(target, host="nas", fallback=False) as offline:
+        assert len(groups(offline)) == 1
+        sound(offline)
+    engine = create_engine(source)
+    try:
+        with engine.connect() as conn:  # the source is as it was, and the copy is gone
+            assert conn.execute(select(SchemaInfo.version)).scalar() == 3
+            assert not conn.execute(text(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'dupfinder_merge_%'")).all()
+    finally:
+        engine.dispose()
 
 
 def test_bad_sources_are_one_line_errors_naming_what_was_typed(

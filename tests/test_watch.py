@@ -380,3 +380,18 @@ def test_its_own_catalogue_file_in_a_watched_folder_is_no_change(db_url: str, tm
         time.sleep(3)  # its own writes (the file, -wal, -shm, the lock) start nothing
         assert len([e for e in w.events() if e["event"] == "updated"]) == 1
         assert w.stop() == 0
+
+
+def test_folders_reached_through_links_are_watched_with_follow_links(
+        db_url: str, tmp_path: Path) -> None:
+    root, elsewhere = tmp_path / "tree", tmp_path / "elsewhere"
+    write(elsewhere / "pics" / "a", blob(1, 3000))
+    write(root / "b", blob(2, 3000))
+    (root / "pics").symlink_to(elsewhere / "pics")
+    (root / "pics" / "loop").symlink_to(root)  # a loop: not entered twice
+    with Watcher(db_url, [root], tmp_path / "logs", "--follow-links") as w:
+        w.ready()
+        shutil.copy(root / "b", elsewhere / "pics" / "b-copy")  # seen through the link
+        e = w.wait_for("new_copy")
+        assert e["path"] == str(root / "pics" / "b-copy")
+        settles(db_url, [root], tmp_path, follow_links=True)

@@ -15,12 +15,28 @@ entries that name them are remapped. Scans and runs are recognised as already co
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, delete, insert, select, text, union, update
+from sqlalchemy import (
+    URL,
+    Connection,
+    create_engine,
+    delete,
+    insert,
+    select,
+    text,
+    union,
+    update,
+)
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
+from dupfinder.config import mask_url
 from dupfinder.db import contents, scans
 from dupfinder.db.bulk import batched
 from dupfinder.db.contents import ContentKey
@@ -28,6 +44,7 @@ from dupfinder.db.files import hosts_of
 from dupfinder.db.models import ActionEntry, ActionRun, FileHash, ScanMetadata
 from dupfinder.db.paths import DbPath, from_db, to_db
 from dupfinder.db.scans import db_now
+from dupfinder.errors import UsageError, one_line
 from dupfinder.processes import pid_alive
 from dupfinder.states import ScanStatus
 
@@ -275,3 +292,34 @@ class RowWrites:
             self.conn.execute(delete(F).where(F.id.in_([r.id for r in self.removes])))
             self.written += len(self.removes)
             self.removes = []
+
+
+@contextmanager
+def pg_copy(url: URL) -> Iterator[URL]:
+    """A copy of the PostgreSQL database at ``url`` on its own server, made with
+    ``CREATE DATABASE ... TEMPLATE`` (so the source is only read), for the length of the
+    ``with`` block; dropped afterwards. PostgreSQL makes it only when no other session is
+    connected to the source and the role may create databases: :class:`UsageError`
+    otherwise, saying so."""
+    name = f"dupfinder_merge_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    # a session of the server's own maintenance database: one on the source would stop
+    # the copy
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT",
+                          poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{url.database}"'))
+    except SQLAlchemyError as exc:
+        admin.dispose()
+        raise UsageError(
+            f"{mask_url(url)} has an older schema and could not be copied to be upgraded "
+            f"({one_line(exc)}); open it once with this dupfinder (any command with "
+            "--db-url) to upgrade it, then merge") from exc
+    try:
+        yield url.set(database=name)
+    finally:
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            admin.dispose()

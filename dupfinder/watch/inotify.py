@@ -78,8 +78,9 @@ class Watches:
     kernel keeps ``fs.inotify.max_queued_events`` (16,384) at most, which a burst of a few
     thousand new files fills while a batch is being written."""
 
-    def __init__(self, roots: list[str], enter: Callable[[str], bool]) -> None:
-        self.roots, self.enter = roots, enter
+    def __init__(self, roots: list[str], enter: Callable[[str], bool],
+                 follow_links: bool = False) -> None:
+        self.roots, self.enter, self.follow_links = roots, enter, follow_links
         self.inotify = INotify()
         self.paths: dict[int, str] = {}  # watch descriptor -> folder
         self.limit_hit = False
@@ -131,7 +132,10 @@ class Watches:
         while stack:
             folder = stack.pop()
             try:
-                wd = self.inotify.add_watch(folder, MASK)
+                # a folder reached through a link (--follow-links) is watched under the
+                # link's name, as the walk names what is in it
+                wd = self.inotify.add_watch(folder, MASK & ~F.DONT_FOLLOW
+                                            if self.follow_links else MASK)
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
                     self.limit_hit = True
@@ -143,7 +147,7 @@ class Watches:
                 with os.scandir(folder) as it:
                     for e in it:
                         try:
-                            real_dir = e.is_dir(follow_symlinks=False)
+                            real_dir = e.is_dir(follow_symlinks=self.follow_links)
                         except OSError:
                             continue
                         if real_dir and self.enter(e.path):

@@ -47,7 +47,7 @@ SCOPE_MOST = 100
 # seconds for up to GATHER_SECONDS, before writing
 BURST = 64
 GATHER_STEP = 0.05
-GATHER_SECONDS = 0.5
+GATHER_SECONDS = 0.2
 # how often a root that went away is looked for again
 ROOT_CHECK_SECONDS = 5.0
 # while a dedupe or undo run holds the host, look again this often
@@ -92,7 +92,7 @@ class Watch:
         self.options, self.wopts = options, wopts
         self.pending = Pending(wopts.settle)
         self.filters = ScopeWalk(roots, options.walk, WalkProblems())
-        self.watches = Watches(roots, self._enters)
+        self.watches = Watches(roots, self._enters, options.walk.follow_links)
         self.devices = {root: os.stat(root).st_dev for root in roots}
         self.away: set[str] = set()  # roots and mounts gone: their rows stay as they are
         self.unwatched: set[str] = set()  # folders the watch limit left out
