@@ -1,6 +1,6 @@
 """dupfinder: a duplicate file finder that keeps every scan in a database.
 
-The library is one object, :class:`Catalogue`; everything it returns is named below.
+The library is one object, :class:`Catalogue`; every type its methods return is named below.
 Importing ``dupfinder`` is cheap (``dupfinder --version`` must not pay for SQLAlchemy), so
 the names load on first use.
 """
@@ -18,7 +18,9 @@ __all__ = [
     "DatabaseError",
     "DatabaseUnreachable",
     "DupfinderError",
+    "EntryRecord",
     "EntryState",
+    "FolderGroup",
     "Group",
     "GroupFile",
     "GroupSort",
@@ -26,13 +28,18 @@ __all__ = [
     "KeepPolicy",
     "Plan",
     "Planned",
+    "ReportInfo",
     "Run",
+    "RunRecord",
     "RunStatus",
     "SafetyError",
     "ScanStatus",
     "ScanSummary",
     "Stats",
+    "Totals",
     "UndoResult",
+    "UniqueFile",
+    "UniqueTotals",
     "UsageError",
 ]
 
@@ -41,6 +48,13 @@ _WHERE = {
     "Group": "dupfinder.db.queries",
     "GroupFile": "dupfinder.db.queries",
     "Stats": "dupfinder.db.queries",
+    "Totals": "dupfinder.db.queries",
+    "FolderGroup": "dupfinder.db.folders",
+    "EntryRecord": "dupfinder.db.journal",
+    "RunRecord": "dupfinder.db.journal",
+    "UniqueFile": "dupfinder.db.unique",
+    "UniqueTotals": "dupfinder.db.unique",
+    "ReportInfo": "dupfinder.output.report",
     "HostMerge": "dupfinder.merge",
     "Plan": "dupfinder.actions.plan",
     "Planned": "dupfinder.actions.plan",
@@ -68,7 +82,10 @@ if TYPE_CHECKING:
     from dupfinder.actions.plan import Plan, Planned
     from dupfinder.actions.undo import UndoResult
     from dupfinder.catalogue import Catalogue
-    from dupfinder.db.queries import Group, GroupFile, Stats
+    from dupfinder.db.folders import FolderGroup
+    from dupfinder.db.journal import EntryRecord, RunRecord
+    from dupfinder.db.queries import Group, GroupFile, Stats, Totals
+    from dupfinder.db.unique import UniqueFile, UniqueTotals
     from dupfinder.errors import (
         ConfigError,
         DatabaseError,
@@ -78,5 +95,6 @@ if TYPE_CHECKING:
         UsageError,
     )
     from dupfinder.merge import HostMerge
+    from dupfinder.output.report import ReportInfo
     from dupfinder.scan.pipeline import ScanSummary
     from dupfinder.states import Action, EntryState, GroupSort, KeepPolicy, RunStatus, ScanStatus

@@ -1,4 +1,5 @@
-"""``Catalogue``: the library in one object. Every CLI command is a call to it.
+"""``Catalogue``: the library in one object. Every CLI command that reads or writes a
+catalogue is a call to it (``config show`` only reads the settings).
 
     with Catalogue.open("sqlite:///catalogue.db") as cat:
         cat.scan(["~/Pictures"])
@@ -40,6 +41,7 @@ if TYPE_CHECKING:  # the actions and the other questions load when first asked f
     from dupfinder.db.journal import EntryRecord, RunRecord
     from dupfinder.db.unique import UniqueFile, UniqueTotals
     from dupfinder.merge import HostMerge
+    from dupfinder.output.report import ReportInfo
     from dupfinder.watch.events import WatchEvent
 
 Under = PathArg | Iterable[PathArg] | None
@@ -234,7 +236,7 @@ class Catalogue:
 
     def report(self, output: PathArg, under: Under = None, *, host: str | None = None,
                min_size: int | str = 0, scope: Scope | str = Scope.TOUCHING,
-               reference: Refs = ()) -> Any:
+               reference: Refs = ()) -> ReportInfo:
         """Write the self-contained HTML report to ``output``; returns what it holds."""
         from dupfinder.output.report import write_report  # Jinja2 only when asked
 

@@ -34,8 +34,8 @@ class _StdoutClosed(Exception):  # noqa: N818 - not an error: the reader went aw
 
 
 # name -> (module, function, one-line summary). Commands are imported when they run, so
-# `dupfinder --version` and `--help` load neither SQLAlchemy nor the library (measured:
-# 0.82-1.12 s with every command imported up front, under load).
+# `dupfinder --version` and `--help` load neither SQLAlchemy nor the library, which cost
+# them most of their start-up when every command was imported up front.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "scan": ("scan", "scan_cmd", "Scan folders or files into the catalogue; find duplicates."),
     "dupes": ("query", "dupes_cmd", "List duplicate groups (text, fdupes, JSON or CSV)."),

@@ -21,10 +21,14 @@ from dupfinder import Catalogue
 from dupfinder.cli import main
 from dupfinder.config import load_settings
 from dupfinder.db.engine import Database, open_database
+from tests.helpers import btrfs_mount
 from tests.pg_server import PgServer
 
 ENV_TEST_PG = "DUPFINDER_TEST_PG_URL"
 _skipped: list[str] = []
+
+# the report's page fixtures (``report``, ``page``), for the report's browser tests
+pytest_plugins = ["tests.pages"]
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -164,3 +168,28 @@ def cli(capfd: pytest.CaptureFixture[str]):
         return Result(code, cap.out, cap.err)
 
     return run
+
+
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test does)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def btrfs() -> Iterator[Path]:
+    """The mount point of a btrfs made for the module that asks (a 300 MiB loop image,
+    unmounted and removed after the module)."""
+    with btrfs_mount() as mnt:
+        yield mnt

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import pickle
 import pwd
-from collections.abc import Callable
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
+from dupfinder.cli import main
 from dupfinder.db.engine import Database
 from dupfinder.db.groups import iter_groups
-from dupfinder.db.models import FileHash
+from dupfinder.db.models import FileHash, ScanMetadata
 from dupfinder.db.paths import from_db
 from dupfinder.db.selection import Selection
 from dupfinder.scan.pipeline import ScanOptions, ScanSummary, run_scan
 from dupfinder.scan.walk import WalkOptions
+
+if TYPE_CHECKING:
+    from dupfinder import Catalogue
 
 HOST = "testhost"
 
@@ -125,3 +135,55 @@ def hashes_committed(db: Database, which: str = "full") -> int:
         waiting = s.scalar(select(func.count(func.distinct(PendingHash.file_id)))
                            .where(column[1].is_not(None)))
     return int(rows or 0) + int(waiting or 0)
+
+
+def forget_everything(cat: Catalogue) -> None:
+    """Hypothesis reuses the catalogue between examples: start each from an empty one."""
+    with cat.db.session() as s:
+        s.execute(delete(FileHash))
+        s.execute(delete(ScanMetadata))
+        s.commit()
+
+
+def run_captured(args: list[str]) -> tuple[int, str, str]:
+    """Run the CLI in this (forked) process; stdout has a ``.buffer``, as ``dupes`` needs."""
+    raw = io.BytesIO()
+    out, err = io.TextIOWrapper(raw, encoding="utf-8"), io.StringIO()
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.stdout, sys.stderr = saved
+        out.flush()
+    return code, raw.getvalue().decode(), err.getvalue()
+
+
+def _quiet(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def btrfs_mount() -> Iterator[Path]:
+    """A fresh 300 MiB btrfs on a loop image in a temporary folder, mounted; unmounted and
+    removed afterwards, whatever happened."""
+    assert os.geteuid() == 0, "the reflink tests mount a btrfs loop image: run them as root"
+    assert shutil.which("mkfs.btrfs"), "mkfs.btrfs is missing (Debian package btrfs-progs)"
+    base = Path(tempfile.mkdtemp(prefix="dupfinder-btrfs-"))
+    img, mnt = base / "img", base / "mnt"
+    mounted = False
+    try:
+        mnt.mkdir()
+        _quiet("truncate", "-s", "300M", str(img))
+        _quiet("mkfs.btrfs", "-q", str(img))
+        _quiet("mount", "-o", "loop", str(img), str(mnt))
+        mounted = True
+        yield mnt
+    finally:
+        if mounted and subprocess.run(["umount", str(mnt)],
+                                      capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)

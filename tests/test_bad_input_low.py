@@ -6,16 +6,13 @@ must still serve the reading commands."""
 from __future__ import annotations
 
 import gc
-import io
 import sqlite3  # noqa: F401  (loaded before forking to nobody, who cannot read it later)
-import sys
 from pathlib import Path
 
 import pytest
 
-from dupfinder.cli import main
 from tests.conftest import Result
-from tests.helpers import as_unprivileged, write
+from tests.helpers import as_unprivileged, run_captured, write
 from tests.pg_server import free_port
 
 
@@ -117,23 +114,6 @@ def test_invalid_connection_setting_never_falls_back(query: str, expect: str, tr
     assert not fallback.exists()
 
 
-def _run_captured(args: list[str]) -> tuple[int, str, str]:
-    """Run the CLI in this (forked) process; stdout has a ``.buffer``, as ``dupes`` needs."""
-    raw = io.BytesIO()
-    out, err = io.TextIOWrapper(raw, encoding="utf-8"), io.StringIO()
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.stdout, sys.stderr = saved
-        out.flush()
-    return code, raw.getvalue().decode(), err.getvalue()
-
-
 def test_read_only_sqlite_catalogue_serves_reading_commands(shared_tmp: Path, cli) -> None:
     tree = shared_tmp / "tree"
     write(tree / "a", "dup")
@@ -147,17 +127,17 @@ def test_read_only_sqlite_catalogue_serves_reading_commands(shared_tmp: Path, cl
     (folder / "cat.db").chmod(0o444)
     folder.chmod(0o555)
 
-    code, out, err = as_unprivileged(lambda: _run_captured(["dupes", "--db-url", url]))
+    code, out, err = as_unprivileged(lambda: run_captured(["dupes", "--db-url", url]))
     assert (code, err) == (0, "1 group, 3 B wasted\n"), err
     assert f"{tree}/a" in out and f"{tree}/b" in out
 
-    code, out, err = as_unprivileged(lambda: _run_captured(["stats", "--db-url", url]))
+    code, out, err = as_unprivileged(lambda: run_captured(["stats", "--db-url", url]))
     assert (code, err) == (0, ""), err
     assert "duplicate groups: 1 (2 files)" in out
 
     write(tree / "c", "dup")
     tree.chmod(0o755)
-    code, out, err = as_unprivileged(lambda: _run_captured(["scan", str(tree), "--db-url",
+    code, out, err = as_unprivileged(lambda: run_captured(["scan", str(tree), "--db-url",
                                                             url, "-q", "-p", "1"]))
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1, err

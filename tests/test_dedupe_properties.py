@@ -6,16 +6,13 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dupfinder import Action, Catalogue, KeepPolicy
 from tests.helpers import blob, tree_checksums, write
-from tests.test_reflink import btrfs_mount
 
 ALL_ACTIONS = list(Action)
 # reflink needs a file system that clones (btrfs here): tmp is not one, so reflink has its
@@ -144,12 +141,6 @@ def test_applying_any_subset_of_a_saved_plan_keeps_every_content(
 
 def tree_checksums_of(path: str) -> tuple[int, bytes]:
     return os.stat(path).st_mtime_ns, Path(path).read_bytes()
-
-
-@pytest.fixture(scope="module")
-def btrfs() -> Iterator[Path]:
-    with btrfs_mount() as mnt:
-        yield mnt
 
 
 @settings(SETTINGS, max_examples=10)

@@ -11,7 +11,6 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ from dupfinder.output.report import write_report
 from dupfinder.paths import display, for_message
 from tests.helpers import scan
 
-CHROMIUM = "/usr/bin/chromium"
 BYTE = b"a\xff.txt"  # an undecodable byte
 LITERAL = b"a\\xff.txt"  # a backslash, x, f, f in the name: what BYTE used to show as
 BIDI = ["\u061c", "\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202d", "\u202e",
@@ -197,18 +195,6 @@ def test_report_shows_bidi_and_controls_as_visible_escapes(bidi_report: Path) ->
     assert names == {"evil\\u202etxt.exe", "plain.txt", "ctl\\x1b\\n\\u0085.txt"}
     # still a strict page: nothing runs but the report's own nonce'd script
     assert "default-src 'none'" in html and "script-src 'nonce-" in html
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test does)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        yield b
-        b.close()
 
 
 def test_report_page_renders_bidi_visibly(browser, bidi_report: Path) -> None:  # type: ignore[no-untyped-def]

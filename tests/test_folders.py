@@ -15,12 +15,10 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete
 
 from dupfinder import Catalogue
 from dupfinder.db.folders import FolderGroup, FolderRef, duplicate_folders
-from dupfinder.db.models import FileHash, ScanMetadata
-from tests.helpers import HOST, blob, write
+from tests.helpers import HOST, blob, forget_everything, write
 
 BIG = blob(2, 9000)
 CONTENTS = [b"", b"x", b"aa", b"bb", blob(1, 5000), blob(1, 4999) + b"!",
@@ -37,14 +35,6 @@ files_st = st.lists(st.tuples(st.sampled_from(FOLDERS), st.integers(0, len(CONTE
 ops_st = st.lists(st.tuples(st.sampled_from(FOLDERS), st.sampled_from(KINDS),
                             st.sampled_from(["", "g/", "d/e/"]),
                             st.integers(0, len(CONTENTS) - 1)), max_size=4)
-
-
-def forget_everything(cat: Catalogue) -> None:
-    """Hypothesis reuses the catalogue between examples: start each from an empty one."""
-    with cat.db.session() as s:
-        s.execute(delete(FileHash))
-        s.execute(delete(ScanMetadata))
-        s.commit()
 
 
 def build(root: Path, spec, ops) -> None:

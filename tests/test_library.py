@@ -53,11 +53,21 @@ def test_the_readme_example_runs_as_written(db_url: str, tmp_path: Path) -> None
     assert tree_checksums(folder) == before  # the example undoes what it did
 
 
-def test_importing_dupfinder_gives_the_catalogue() -> None:
-    done = subprocess.run([sys.executable, "-c", "from dupfinder import Catalogue; "
-                           "import dupfinder; print(dupfinder.__all__[:2])"],
-                          capture_output=True, text=True, timeout=60)
+def test_version_loads_neither_sqlalchemy_nor_the_library() -> None:
+    # `dupfinder --version` (and --help) import the commands only when they run
+    probe = ("import sys\n"
+             "from dupfinder.cli import main\n"
+             "try:\n"
+             "    main(['--version'])\n"
+             "except SystemExit:\n"
+             "    pass\n"
+             "loaded = sorted(m for m in sys.modules\n"
+             "                if m.split('.')[0] == 'sqlalchemy' or m == 'dupfinder.catalogue')\n"
+             "print('loaded:', loaded)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60)
     assert done.returncode == 0, done.stderr
+    assert "loaded: []" in done.stdout, done.stdout
 
 
 def test_paths_in_and_out_are_filesystem_paths(cat: Catalogue, tmp_path: Path) -> None:

@@ -413,6 +413,31 @@ def test_an_older_postgresql_source_is_upgraded_in_a_copy_on_its_server(
         engine.dispose()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_large_merge_keeps_its_touched_contents_in_the_database(
+        new_url: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        backend: str) -> None:
+    from dupfinder.db import merge as merge_sql
+
+    source, small, large = new_url("sqlite"), new_url(backend), new_url(backend)
+    files = {f"d{i % 3}/f{i}": blob(i % 7, 3000 + i % 7) for i in range(40)}
+    with Catalogue.open(source, host="laptop", fallback=False) as fb:
+        fb.scan([tree(tmp_path / "t", files)], processes=1)
+    nas_tree = tree(tmp_path / "n", {"x": blob(1, 3001), "y": blob(1, 3001)})
+    for target in (small, large):
+        with Catalogue.open(target, host="nas", fallback=False) as shared:
+            shared.scan([nas_tree], processes=1)
+    with Catalogue.open(small, host="nas", fallback=False) as shared:
+        shared.merge(source)
+        expected, expected_rows = groups(shared), rows(shared)
+    # every few contents go to the temporary table, as in a merge of millions of rows
+    monkeypatch.setattr(merge_sql, "TOUCHED_HELD", 2)
+    with Catalogue.open(large, host="nas", fallback=False) as shared:
+        shared.merge(source)
+        assert groups(shared) == expected and rows(shared) == expected_rows
+        sound(shared)
+
+
 def test_bad_sources_are_one_line_errors_naming_what_was_typed(
         new_url: Callable[[str], str], tmp_path: Path, cli) -> None:
     target = new_url("sqlite")

@@ -4,7 +4,6 @@ makes them private copies again."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -29,36 +28,6 @@ T0 = 1_600_000_000_000_000_000
 
 def _run(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
-
-
-@contextlib.contextmanager
-def btrfs_mount() -> Iterator[Path]:
-    """A fresh 300 MiB btrfs on a loop image in a temporary folder, mounted; unmounted and
-    removed afterwards, whatever happened."""
-    assert os.geteuid() == 0, "the reflink tests mount a btrfs loop image: run them as root"
-    assert shutil.which("mkfs.btrfs"), "mkfs.btrfs is missing (Debian package btrfs-progs)"
-    base = Path(tempfile.mkdtemp(prefix="dupfinder-btrfs-"))
-    img, mnt = base / "img", base / "mnt"
-    mounted = False
-    try:
-        mnt.mkdir()
-        _run("truncate", "-s", "300M", str(img))
-        _run("mkfs.btrfs", "-q", str(img))
-        _run("mount", "-o", "loop", str(img), str(mnt))
-        mounted = True
-        yield mnt
-    finally:
-        if mounted and subprocess.run(["umount", str(mnt)],
-                                      capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def btrfs() -> Iterator[Path]:
-    """The mount point of a btrfs made for this module."""
-    with btrfs_mount() as mnt:
-        yield mnt
 
 
 @pytest.fixture

@@ -2,84 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from dupfinder.config import load_settings
-from dupfinder.db.engine import open_database
-from dupfinder.output.report import script_safe_json, write_report
-from tests.helpers import blob, scan, write
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-HOSTILE = "<img src=x onerror=alert(1)>.txt"
-FOTOS = "Fotos été 2024"  # a folder name with spaces and a non-ASCII character
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test does)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def report(tmp_path: Path) -> Path:
-    root = tmp_path / "tree"
-    # modification times fix which copy the default policy ("oldest") keeps: photos/a.jpg,
-    # although backup/a.jpg comes first by path
-    for name, mtime in (("photos/a.jpg", 1_600_000_000), ("backup/a.jpg", 1_700_000_000)):
-        os.utime(write(root / name, blob(1, 90_000)), (mtime, mtime))
-    for name, mtime in (("docs/notes.txt", 1_500_000_000), ("old/notes.txt", 1_500_000_001)):
-        os.utime(write(root / name, "same words\n"), (mtime, mtime))
-    for name, mtime in ((f"{FOTOS}/bild ü.jpg", 1_400_000_000),
-                        (f"{FOTOS}/copies/bild ü.jpg", 1_700_000_000)):
-        os.utime(write(root / name, blob(2, 5000)), (mtime, mtime))
-    write(root / "evil" / HOSTILE, "hostile twin")
-    write(root / "evil" / "twin.txt", "hostile twin")
-    (root / "evil/<").mkdir()
-    write(root / "evil/</script>.md", "script twin!")  # the path holds "</script>"
-    write(root / "evil/script.md", "script twin!")
-    write(root / "lonely.log", "nobody like me")
-    for i in range(130):  # enough groups for two pages
-        data = blob(500 + i, 2000 + i)
-        write(root / f"many/{i}.bin", data)
-        write(root / f"many/copy-{i}.bin", data)
-    db = open_database(load_settings(db_url=f"sqlite:///{tmp_path / 'c.db'}"))
-    try:
-        scan(db, root)
-        out = tmp_path / "report.html"
-        write_report(db, str(out))
-    finally:
-        db.dispose()
-    return out
-
-
-@pytest.fixture
-def page(browser, report: Path):  # type: ignore[no-untyped-def]
-    # Playwright's waits evaluate strings, which the report's CSP forbids: bypass it here
-    # (the names are inert because the page writes them as text; the CSP is a second wall)
-    context = browser.new_context(permissions=["clipboard-read", "clipboard-write"],
-                                  bypass_csp=True)
-    pg = context.new_page()
-    pg.problems = []
-    pg.dialogs = []
-    pg.on("console", lambda m: pg.problems.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: pg.problems.append(str(e)))
-    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
-    pg.goto(report.as_uri())
-    pg.wait_for_function("window.__reportReady === true")
-    yield pg
-    context.close()
+from dupfinder.output.report import script_safe_json
+from tests.pages import HOSTILE
 
 
 def visible_paths(pg) -> list[str]:  # type: ignore[no-untyped-def]

@@ -15,8 +15,7 @@ from dupfinder import Catalogue
 from dupfinder.db.folders import FolderGroup, FolderRef
 from dupfinder.output.report import folder_reclaimable, render_report, report_data
 from tests.helpers import blob, write
-from tests.test_report_browser import HOSTILE, browser  # noqa: F401  (the fixture)
-from tests.test_report_layout import big_data, no_sideways_scroll, open_report
+from tests.pages import HOSTILE, big_data, no_sideways_scroll, open_report
 
 ALBUM = {"s1.bin": blob(10, 3000), "s2.bin": blob(11, 4000),
          "disc 2/t1.bin": blob(12, 5000), "disc 2/t2.bin": blob(13, 1500)}
@@ -121,7 +120,7 @@ def test_reclaimable_total_keeps_the_folder_holding_other_listed_folders() -> No
 # the view -------------------------------------------------------------------------------
 
 
-def test_duplicate_folders_view_lists_the_groups(browser, cat: Catalogue, tree: Path,  # noqa: F811
+def test_duplicate_folders_view_lists_the_groups(browser, cat: Catalogue, tree: Path,
                                                  tmp_path: Path) -> None:
     out = tmp_path / "report.html"
     cat.report(out)
@@ -183,7 +182,7 @@ def test_duplicate_folders_view_lists_the_groups(browser, cat: Catalogue, tree: 
         context.close()
 
 
-def test_duplicate_folders_on_a_narrow_screen(browser, cat: Catalogue, tree: Path,  # noqa: F811
+def test_duplicate_folders_on_a_narrow_screen(browser, cat: Catalogue, tree: Path,
                                               tmp_path: Path) -> None:
     out = tmp_path / "report.html"
     cat.report(out)
@@ -217,7 +216,7 @@ def test_duplicate_folders_on_a_narrow_screen(browser, cat: Catalogue, tree: Pat
         pg.context.close()
 
 
-def test_duplicate_folders_view_runs_under_the_strict_csp(browser, cat: Catalogue,  # noqa: F811
+def test_duplicate_folders_view_runs_under_the_strict_csp(browser, cat: Catalogue,
                                                           tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
     cat.report(out)
@@ -252,7 +251,7 @@ def many_folder_groups(n: int) -> list[list[object]]:
     return out
 
 
-def test_many_duplicate_folders_page_and_names_stay_text(browser, tmp_path: Path) -> None:  # noqa: F811
+def test_many_duplicate_folders_page_and_names_stay_text(browser, tmp_path: Path) -> None:
     data = big_data(3)
     groups = many_folder_groups(249)
     groups.append([5, 1, 5, [[f"/x/{HOSTILE}", "h"], ["/y/</script><!--", "h"]]])
@@ -292,7 +291,7 @@ def test_many_duplicate_folders_page_and_names_stay_text(browser, tmp_path: Path
         pg.context.close()
 
 
-def test_a_report_without_duplicate_folders_says_so(browser, tmp_path: Path) -> None:  # noqa: F811
+def test_a_report_without_duplicate_folders_says_so(browser, tmp_path: Path) -> None:
     out = tmp_path / "none.html"
     out.write_text(render_report(big_data(2), "synthetic", "synthetic"), "utf-8")  # no key
     pg = open_report(browser, out, 420)

@@ -20,30 +20,9 @@ from dupfinder.output.report import render_report, report_data
 from dupfinder.paths import display
 from dupfinder.states import KeepPolicy
 from tests.helpers import blob, scan, write
-from tests.test_report_browser import FOTOS, browser, page, report  # noqa: F401  (fixtures)
+from tests.pages import FOTOS, big_data, no_sideways_scroll, open_report
 
 NARROW = (420, 360)
-
-
-def open_report(browser, report: Path, width: int, height: int = 860,  # noqa: F811
-                csp: bool = False):  # type: ignore[no-untyped-def]
-    """A page of ``report`` at ``width`` CSS pixels, collecting console errors."""
-    context = browser.new_context(viewport={"width": width, "height": height},
-                                  bypass_csp=not csp, is_mobile=width < 700, has_touch=width < 700)
-    pg = context.new_page()
-    pg.problems = []
-    pg.on("console", lambda m: pg.problems.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: pg.problems.append(str(e)))
-    pg.goto(report.as_uri())
-    if csp:
-        pg.wait_for_selector("#results tr.group")
-    else:
-        pg.wait_for_function("window.__reportReady === true")
-    return pg
-
-
-def no_sideways_scroll(pg) -> bool:  # type: ignore[no-untyped-def]
-    return pg.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
 def card(pg, name: str) -> str:  # type: ignore[no-untyped-def]
@@ -61,7 +40,7 @@ def folder_rows(pg) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("width", NARROW)
-def test_narrow_screens_do_not_scroll_sideways(browser, report: Path, width: int) -> None:  # noqa: F811
+def test_narrow_screens_do_not_scroll_sideways(browser, report: Path, width: int) -> None:
     pg = open_report(browser, report, width)
     try:
         assert pg.evaluate("window.innerWidth") == width
@@ -94,7 +73,7 @@ def test_narrow_screens_do_not_scroll_sideways(browser, report: Path, width: int
         pg.context.close()
 
 
-def test_wide_screen_keeps_the_table_and_open_sticky_filters(browser, report: Path) -> None:  # noqa: F811
+def test_wide_screen_keeps_the_table_and_open_sticky_filters(browser, report: Path) -> None:
     pg = open_report(browser, report, 1400)
     try:
         assert pg.evaluate("document.getElementById('filters').open") is True
@@ -112,7 +91,7 @@ def test_wide_screen_keeps_the_table_and_open_sticky_filters(browser, report: Pa
 # summary, pagers, keys ------------------------------------------------------------------
 
 
-def test_summary_cards_follow_the_filters(page) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_summary_cards_follow_the_filters(page) -> None:  # type: ignore[no-untyped-def]
     assert (card(page, "groups"), card(page, "dupe-files")) == ("135", "270")
     everything = card(page, "wasted")
     page.fill("#q", "photos")
@@ -135,7 +114,7 @@ def test_summary_cards_follow_the_filters(page) -> None:  # type: ignore[no-unty
     assert page.problems == []
 
 
-def test_bottom_pager_and_n_p_keys(page) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_bottom_pager_and_n_p_keys(page) -> None:  # type: ignore[no-untyped-def]
     def at() -> tuple[str, str]:
         return page.locator("#page").inner_text(), page.locator("#page-bottom").inner_text()
 
@@ -172,7 +151,7 @@ def test_bottom_pager_and_n_p_keys(page) -> None:  # type: ignore[no-untyped-def
 # what a group shows ---------------------------------------------------------------------
 
 
-def test_kept_copy_dates_and_relative_paths(page, report: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_kept_copy_dates_and_relative_paths(page, report: Path) -> None:  # type: ignore[no-untyped-def]
     page.fill("#q", "a.jpg")
     page.wait_for_function("document.querySelectorAll('#results tr.group').length === 1")
     files = page.eval_on_selector_all(
@@ -198,7 +177,7 @@ def test_kept_copy_dates_and_relative_paths(page, report: Path) -> None:  # type
     assert page.problems == []
 
 
-def test_open_folder_links_are_percent_encoded_file_urls(page, report: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_open_folder_links_are_percent_encoded_file_urls(page, report: Path) -> None:  # type: ignore[no-untyped-def]
     page.fill("#q", "bild")
     page.wait_for_function("document.querySelectorAll('#results tr.group').length === 1")
     links = page.eval_on_selector_all("#results li.file",
@@ -216,7 +195,7 @@ def test_open_folder_links_are_percent_encoded_file_urls(page, report: Path) -> 
     assert page.problems == []
 
 
-def test_file_url_decodes_the_display_form(browser, tmp_path: Path) -> None:  # noqa: F811
+def test_file_url_decodes_the_display_form(browser, tmp_path: Path) -> None:
     # names reach the page in display form: \xNN is one undecodable byte, \\ a backslash,
     # \n a newline, \uNNNN a control; the link must name the real bytes
     raw = [b"/t/a\xff\\b\nc\xe2\x80\xae d~'!()*%", b"/t/plain"]
@@ -240,7 +219,7 @@ def test_file_url_decodes_the_display_form(browser, tmp_path: Path) -> None:  # 
 # the folder view --------------------------------------------------------------------------
 
 
-def test_folder_view_rolls_waste_up_and_sorts(page, report: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_folder_view_rolls_waste_up_and_sorts(page, report: Path) -> None:  # type: ignore[no-untyped-def]
     root = str(report.parent / "tree")
     page.check("input[name=mode][value=folders]")
     page.wait_for_function("document.querySelector('#results tr.folder-row') !== null")
@@ -274,7 +253,7 @@ def test_folder_view_rolls_waste_up_and_sorts(page, report: Path) -> None:  # ty
     assert page.problems == []
 
 
-def test_everything_runs_under_the_strict_csp(browser, report: Path) -> None:  # noqa: F811
+def test_everything_runs_under_the_strict_csp(browser, report: Path) -> None:
     html = report.read_text("utf-8")
     nonce = re.search(r"script-src 'nonce-([\w-]+)'", html)
     assert nonce and html.count(f'nonce="{nonce.group(1)}"') == 1
@@ -298,20 +277,7 @@ def test_everything_runs_under_the_strict_csp(browser, report: Path) -> None:  #
 # paging stays fast --------------------------------------------------------------------------
 
 
-def big_data(groups: int) -> dict:  # type: ignore[type-arg]
-    data_groups = []
-    for i in range(groups):
-        folder = f"/data/d{i % 97}/sub{i % 13}"
-        files = [[f"{folder}/f{i}.bin", "h", 1_600_000_000 + i],
-                 [f"/backup/d{i % 89}/f{i} copy.bin", "h", 1_700_000_000]]
-        data_groups.append([1000 + i, f"{i:064x}", "blake3", 1000 + i, files, 0, None])
-    return {"summary": {"files": groups * 2, "bytes": 0, "groups": groups,
-                        "files_in_groups": groups * 2, "wasted": 0},
-            "hosts": 1, "keep_policy": "oldest", "groups": data_groups, "files": [],
-            "files_truncated": False, "extensions": [".bin"], "scans": []}
-
-
-def test_a_100k_file_report_stays_quick(browser, tmp_path: Path) -> None:  # noqa: F811
+def test_a_100k_file_report_stays_quick(browser, tmp_path: Path) -> None:
     out = tmp_path / "big.html"
     out.write_text(render_report(big_data(50_000), "synthetic", "synthetic"), "utf-8")
     context = browser.new_context(bypass_csp=True, viewport={"width": 1400, "height": 900})
@@ -384,7 +350,7 @@ def tiles(pg) -> list[dict]:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("width", (1400, 420))
 def test_the_treemap_shows_where_the_waste_is_and_narrows_to_a_folder(
-        browser, report: Path, width: int) -> None:  # noqa: F811
+        browser, report: Path, width: int) -> None:
     pg = open_report(browser, report, width)
     try:
         assert pg.locator("#map").is_hidden()  # only with the folders

@@ -12,7 +12,6 @@ from pathlib import Path
 from dupfinder import Catalogue
 from dupfinder.paths import display
 from tests.helpers import HOST, blob, tree_checksums, write
-from tests.test_report_browser import browser  # noqa: F401  (the fixture)
 
 BAD = os.fsdecode(b"caf\xe9 \xff.dat")  # not UTF-8: the page shows it as caf\xe9 \xff.dat
 ACCENT = "Fotos été/bild ü.jpg"  # a space and accents
@@ -42,7 +41,7 @@ def build(root: Path) -> dict[str, Path]:
     return out
 
 
-def open_page(browser, report: Path, csp: bool = True):  # type: ignore[no-untyped-def]  # noqa: F811
+def open_page(browser, report: Path, csp: bool = True):  # type: ignore[no-untyped-def]
     """The report with its own CSP enforced (unless ``csp`` is false), collecting errors."""
     context = browser.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=not csp,
                                   accept_downloads=True)
@@ -81,7 +80,7 @@ def b64(path: Path) -> str:
 
 
 def test_ticked_files_become_a_plan_that_apply_carries_out_and_undo_reverses(
-        browser, cat: Catalogue, cli, db_url: str, tmp_path: Path,  # noqa: F811
+        browser, cat: Catalogue, cli, db_url: str, tmp_path: Path,
         isolated_env: Path) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / "tree"
     f = build(root)
@@ -155,7 +154,7 @@ def test_ticked_files_become_a_plan_that_apply_carries_out_and_undo_reverses(
 
 
 def test_kept_copies_cannot_be_ticked_and_the_selection_adds_up(
-        browser, cat: Catalogue, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+        browser, cat: Catalogue, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / "tree"
     f = build(root)
     cat.scan([root])
@@ -211,7 +210,7 @@ def test_kept_copies_cannot_be_ticked_and_the_selection_adds_up(
 
 
 def test_a_plan_takes_the_files_of_one_host_only(
-        browser, cat: Catalogue, db_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+        browser, cat: Catalogue, db_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / "tree"
     f = build(root)
     cat.scan([root])

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, update
+from sqlalchemy import update
 
 from dupfinder import Catalogue
 from dupfinder.db.files import upsert_files
-from dupfinder.db.models import FileHash, ScanMetadata
+from dupfinder.db.models import FileHash
 from dupfinder.db.unique import UniqueTotals, unique_files, unique_totals
-from tests.helpers import blob, write
+from tests.helpers import blob, forget_everything, write
 
 BIG = blob(2, 9000)
 CONTENTS = [b"", b"x", b"aa", b"bb", blob(1, 5000), blob(1, 4999) + b"!",
@@ -35,14 +35,6 @@ SETTINGS = settings(max_examples=30, deadline=None,
 files_st = st.lists(st.tuples(st.sampled_from(FOLDERS), st.integers(0, len(CONTENTS) - 1)),
                     min_size=1, max_size=10)
 links_st = st.lists(st.tuples(st.integers(0, 9), st.sampled_from(FOLDERS)), max_size=3)
-
-
-def forget_everything(cat: Catalogue) -> None:
-    """Hypothesis reuses the catalogue between examples: start each from an empty one."""
-    with cat.db.session() as s:
-        s.execute(delete(FileHash))
-        s.execute(delete(ScanMetadata))
-        s.commit()
 
 
 def build(root: Path, spec: list[tuple[str, int]], links: list[tuple[int, str]]) -> None:

@@ -1,8 +1,8 @@
 """Batching and the drivers' fast paths that every bulk statement shares.
 
 SQLAlchemy's per-row parameter handling cost more than the database's own work for the
-scanner's batches (profiled: ~0.5 s per 100k rows on SQLite), so bulk statements are compiled
-once by SQLAlchemy and then run with the driver's executemany or cursor.
+scanner's batches, so bulk statements are compiled once by SQLAlchemy and then run with the
+driver's executemany or cursor.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 def dialect_insert(dialect: str) -> Any:
     """The ``insert`` of the dialect (with ``on_conflict_do_*``), imported when first asked:
-    loading SQLAlchemy's PostgreSQL dialect cost a SQLite command 50 ms of start-up."""
+    loading SQLAlchemy's PostgreSQL dialect would slow every SQLite command's start-up."""
     if dialect == "postgresql":
         from sqlalchemy.dialects import postgresql
 
@@ -60,8 +60,7 @@ def raw_cursor(session: Session) -> Any:
 
 def stream_raw(session: Session, stmt: Select[Any]) -> Iterator[tuple[Any, ...]]:
     """Stream the rows of ``stmt`` as plain tuples with the driver's cursor (server-side on
-    PostgreSQL): building SQLAlchemy rows cost twice the query itself for a 100k-file
-    rescan (measured 0.29-0.44 s against 0.16 s)."""
+    PostgreSQL): building SQLAlchemy rows cost more than the query itself on a rescan."""
     dialect = session.get_bind().dialect
     compiled = stmt.compile(dialect=dialect)
     dbapi = session.connection().connection.dbapi_connection
@@ -83,7 +82,7 @@ def copy_csv(cursor: Any, table: str, columns: Sequence[str],
              rows: Iterable[Sequence[Any]]) -> None:
     """PostgreSQL: load ``rows`` into ``table`` with one COPY (CSV) on a psycopg2 cursor.
     Names come from our own code, never from input. Each distinct timestamp is formatted
-    once (``str(datetime)`` per row cost 0.14 s per 100k rows)."""
+    once (``str(datetime)`` per row was a visible part of a batch's cost)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     rows = list(rows)
@@ -154,7 +153,7 @@ def pages_by_seq(conn: Connection, table: Table, columns: Sequence[str]
     """Read a table back a page of ``STREAM_ROWS`` at a time in the order of its ``seq``
     key, as (seq, *columns) tuples. Every page is a transaction of its own: no read
     outlives a page, so SQLite can reset its WAL between pages. The driver's own tuples
-    cost half as much as SQLAlchemy's rows."""
+    cost less than SQLAlchemy's rows."""
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = (f"SELECT {', '.join(('seq', *columns))} FROM {table.name} WHERE seq > {mark} "
            f"ORDER BY seq LIMIT {STREAM_ROWS}")

@@ -18,7 +18,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, delete, exists, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    column,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    table,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from dupfinder.db.bulk import dialect_insert as _insert
@@ -104,15 +116,41 @@ _DROP_EMPTY = (
 
 
 def _refresh_many(session: Executor, todo: list[int]) -> None:
+    note_touched(session, todo)
+    recount_touched(session)
+
+
+def _touched_table(session: Executor) -> bool:
+    """Make the temporary table of touched ids if missing; True if it was there already."""
     pg = _dialect(session) == "postgresql"
-    session.execute(text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_TOUCHED} "
-                         "(id BIGINT PRIMARY KEY)"))
-    session.execute(text(f"DELETE FROM {_TOUCHED}"))
-    session.execute(text(f"INSERT INTO {_TOUCHED} (id) VALUES (:id)"),
-                    [{"id": i} for i in todo])
+    exists_sql = ("SELECT to_regclass('pg_temp.' || :t) IS NOT NULL" if pg else
+                  "SELECT count(*) FROM sqlite_temp_master WHERE type = 'table' AND name = :t")
+    there = bool(session.execute(text(exists_sql), {"t": _TOUCHED}).scalar())
+    if not there:
+        session.execute(text(f"CREATE TEMPORARY TABLE {_TOUCHED} (id BIGINT PRIMARY KEY)"))
+    return there
+
+
+def note_touched(session: Executor, ids: Iterable[int | None]) -> None:
+    """Add contents to recount at :func:`recount_touched`, in the session's temporary table
+    (a merge of millions of rows keeps its touched contents there, not in memory)."""
+    _touched_table(session)
+    ins = _insert(_dialect(session))(table(_TOUCHED, column("id")))
+    todo = sorted({i for i in ids if i is not None})
+    for i in range(0, len(todo), 10 * CHUNK):
+        session.execute(ins.on_conflict_do_nothing(index_elements=["id"]),
+                        [{"id": cid} for cid in todo[i:i + 10 * CHUNK]])
+
+
+def recount_touched(session: Executor) -> None:
+    """Recount every content :func:`note_touched` noted (locked first), drop those no row
+    holds any more, and forget the notes."""
+    if not _touched_table(session):
+        return
+    pg = _dialect(session) == "postgresql"
     if pg:
         # a temporary table has no statistics until analyzed: planned as a few rows, the
-        # recount of 25k contents read every row once per content (minutes at 150k rows)
+        # recount of many contents read every row once per content
         session.execute(text(f"ANALYZE {_TOUCHED}"))
         session.execute(text(f"SELECT id FROM contents WHERE id IN (SELECT id FROM {_TOUCHED}) "
                              "ORDER BY id FOR UPDATE"))

@@ -36,7 +36,7 @@ from dupfinder.errors import (
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 # Checkpoint the WAL every 32 MiB instead of SQLite's 4 MiB. A checkpoint can only reset
 # the WAL when no reader holds an older snapshot: the scan never keeps a read open across
-# a stage (the WAL reached 13.4 GB at 1M files when it did; 159 MiB at most now).
+# a stage (when it did, the WAL grew with the catalogue instead of staying bounded).
 WAL_AUTOCHECKPOINT_PAGES = 8192
 
 
@@ -152,8 +152,8 @@ def make_engine(url: URL, *, pool_size: int = 20, max_overflow: int = 30,
         engine = create_engine(
             url,
             connect_args={"timeout": timeout},
-            # opening costs ~0.1 ms, and an idle pooled connection would keep its page cache
-            # (the scan's writer enlarges its own: see candidates.HashWriter)
+            # opening a connection is cheap, and an idle pooled one would keep its page
+            # cache (the scan's merge enlarges its own: see dupfinder.db.pending.merge)
             poolclass=NullPool,
             **options,
         )

@@ -79,8 +79,8 @@ def upsert_files(session: Session, rows: list[dict[str, Any]]) -> None:
         sqlite_executemany(session, _upsert_statement("sqlite"), rows)
         return
     # PostgreSQL: COPY the batch into a temporary table, then one INSERT ... SELECT ...
-    # ON CONFLICT. Measured on 2 cores: ~100k rows/s, against ~36k with execute_values
-    # and ~8k through SQLAlchemy's executemany.
+    # ON CONFLICT: several times faster than execute_values, and far faster than
+    # SQLAlchemy's executemany.
     columns = tuple(rows[0])
     sql, stage = _pg_upsert_sql(dialect, columns)
     cursor = raw_cursor(session)

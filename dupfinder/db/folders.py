@@ -33,8 +33,8 @@ inode). Each folder gets a signature bottom-up (children before parents, linear 
 plus folders): (file count, total size, sum modulo 2**128 of a 128-bit BLAKE2b digest per
 file content). With ``same_names`` the sum is a Merkle form: each file adds the digest of
 (name, content) and each subfolder the digest of (name, its signature). Only folders are
-held in memory, never files (a tree of every file cost ~0.37 KiB per file: 433 MiB at 1M
-files). Folders with equal signatures are candidates; each reported group is then checked
+held in memory, never files (a tree of every file made memory grow with the file count).
+Folders with equal signatures are candidates; each reported group is then checked
 exactly, reading its folders' files again (the sorted contents, or sorted (relative path,
 content) pairs, compared), and split if a digest ever collided.
 """
@@ -54,6 +54,7 @@ from dupfinder.db.bulk import stream_raw
 from dupfinder.db.files import under_roots
 from dupfinder.db.models import FileHash, ScanMetadata
 from dupfinder.db.paths import DbPath, db_roots, from_db
+from dupfinder.paths import is_under
 
 F = FileHash
 _MASK = (1 << 128) - 1
@@ -109,15 +110,11 @@ def _norm(root: str) -> str:
     return root.rstrip("/") or "/"
 
 
-def _is_under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root + "/") or root == "/"
-
-
 def _minimal(roots: Iterable[str]) -> list[str]:
     """The roots with every root below another one left out."""
     out: list[str] = []
     for r in sorted({_norm(r) for r in roots}, key=len):
-        if not any(_is_under(r, k) for k in out):
+        if not any(is_under(r, k) for k in out):
             out.append(r)
     return out
 
@@ -160,7 +157,7 @@ class _Tree:
         if key in self.index:
             return self.index[key]
         roots = self.bounds.get(host, self.bounds.get(None, []))
-        top = next((r for r in roots if _is_under(path, r)), None)
+        top = next((r for r in roots if is_under(path, r)), None)
         if top is None:
             self.index[key] = None
             return None

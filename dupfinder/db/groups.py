@@ -194,7 +194,7 @@ def _members(session: Connection, sel: Selection, ids: Sequence[int]
             select(F.content_id, F.path, F.host, F.mtime_ns, F.device, F.inode)
             .where(F.content_id.in_(part), *sel.member_conditions())
             .order_by(F.content_id, F.host, F.path))
-        # the driver's tuples: SQLAlchemy's row-by-row fetch cost twice the query
+        # the driver's tuples: SQLAlchemy's row-by-row fetch cost more than the query
         for cid, path, host, mtime, device, inode in found.cursor.fetchall():
             out.setdefault(cid, []).append(GroupFile(from_db(path), host, mtime, device, inode))
     return out

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -52,6 +52,10 @@ F, S, R, E = FileHash, ScanMetadata, ActionRun, ActionEntry
 PAGE = 5000
 WRITE_BATCH = 2000
 ANALYZE_AFTER = 10_000  # rows written before the tables' statistics are renewed
+# contents to recount held in memory at most; beyond, they go to a temporary table (a set
+# of a million ids, and the parameters of one statement naming them all, cost hundreds of
+# MiB)
+TOUCHED_HELD = 50_000
 _ROW_COLUMNS = (F.id, F.path, F.name, F.size, F.mtime_ns, F.device, F.inode, F.nlink,
                 F.prefix_hash, F.full_hash, F.hash_algo, F.first_seen, F.last_seen, F.scan_id,
                 F.content_id)
@@ -216,7 +220,8 @@ class RowWrites:
         self.adds: list[Row] = []
         self.replaces: list[tuple[int, Row]] = []
         self.removes: list[Row] = []
-        self.touched: set[int] = set()
+        self.touched: set[int] = set()  # contents to recount, up to TOUCHED_HELD of them
+        self.noted = False  # some are in the session's table of touched contents
         self.written = 0
 
     def add(self, row: Row) -> None:
@@ -225,15 +230,13 @@ class RowWrites:
             self._write_adds()
 
     def replace(self, old: Row, row: Row) -> None:
-        if old.content_id is not None:
-            self.touched.add(old.content_id)
+        self._touch([old.content_id])
         self.replaces.append((old.id, row))
         if len(self.replaces) >= WRITE_BATCH:
             self._write_replaces()
 
     def remove(self, old: Row) -> None:
-        if old.content_id is not None:
-            self.touched.add(old.content_id)
+        self._touch([old.content_id])
         self.removes.append(old)
         if len(self.removes) >= WRITE_BATCH:
             self._write_removes()
@@ -242,20 +245,31 @@ class RowWrites:
         """Everything written, and every content touched recounted. On PostgreSQL the
         tables are analyzed first when the merge wrote many rows: their statistics still
         described the catalogue before this transaction, and the recount was planned for a
-        few rows (a nested loop that ran for minutes after 150k rows)."""
+        few rows (a nested loop whose time grew with every row the merge wrote)."""
         self._write_adds()
         self._write_replaces()
         self._write_removes()
         if self.conn.dialect.name == "postgresql" and self.written >= ANALYZE_AFTER:
             self.conn.execute(text("ANALYZE file_hashes"))
             self.conn.execute(text("ANALYZE contents"))
-        contents.refresh(self.conn, self.touched)
+        if self.noted:
+            contents.note_touched(self.conn, self.touched)
+            contents.recount_touched(self.conn)
+        else:
+            contents.refresh(self.conn, self.touched)
+
+    def _touch(self, ids: Iterable[int | None]) -> None:
+        self.touched.update(i for i in ids if i is not None)
+        if len(self.touched) >= TOUCHED_HELD:  # a large merge: kept in the database
+            contents.note_touched(self.conn, self.touched)
+            self.touched = set()
+            self.noted = True
 
     def _content_ids(self, rows: Sequence[Row]) -> dict[ContentKey, int]:
         keys = [ContentKey(r.size, r.hash_algo, r.full_hash) for r in rows
                 if r.full_hash is not None and r.hash_algo is not None]
         found = contents.ensure(self.conn, keys) if keys else {}
-        self.touched.update(found.values())
+        self._touch(found.values())
         return found
 
     def _values(self, row: Row, ids: dict[ContentKey, int]) -> dict[str, Any]:

@@ -118,8 +118,9 @@ class Content(Base):
 
 
 # Partial indexes, kept as DDL (the same text on both backends): declaring them with
-# SQLAlchemy's dialect options loaded its PostgreSQL dialect into every command, 40 ms of
-# start-up for a SQLite catalogue. Created with the tables (:mod:`dupfinder.db.schema`).
+# SQLAlchemy's dialect options loaded its PostgreSQL dialect into every command, slowing
+# the start-up of commands on a SQLite catalogue. Created with the tables
+# (:mod:`dupfinder.db.schema`).
 PARTIAL_INDEXES = {
     # the files of a content, with everything a group lists and its inodes' count need,
     # so a group's files are read from the index alone, in order; only hashed rows

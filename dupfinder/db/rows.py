@@ -2,8 +2,8 @@
 
 A rescan reads the host's rows under its roots in (host, path) order, a page at a time by
 key (:func:`rows_under`), while the walk yields the same order: the two are compared by a
-merge join in :mod:`dupfinder.scan.sync`, with nothing of the catalogue held in memory and
-no staging table. What the comparison finds is written by a :class:`RowWriter` in key order
+merge join in :mod:`dupfinder.scan.sync`, with nothing of the catalogue held in memory.
+What the comparison finds is written by a :class:`RowWriter` in key order
 and in bulk: new rows inserted, changed rows updated (their hashes and content cleared),
 gone rows removed, the contents of changed and removed rows recounted in the same
 transaction, everything committed at least once a second.

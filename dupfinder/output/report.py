@@ -78,8 +78,8 @@ def script_safe_json(data: Any) -> str:
 
 
 class ReportFile(NamedTuple):
-    """One file of a group as the page reads it (serialised as a compact JSON array: a
-    report of 1M files is ~50 MB, and field names would add a third).
+    """One file of a group as the page reads it (serialised as a compact JSON array: field
+    names repeated in every file would make a large report much larger).
 
     ``mtime_ns`` is the exact modification time a plan file made from the page records
     (``dupfinder apply`` re-checks it); it is a decimal string because a JavaScript number
@@ -190,8 +190,8 @@ class _Parts(NamedTuple):
 @contextmanager
 def _parts(db: Database, sel: Selection, all_files_cap: int, keep: KeepPolicy
            ) -> Iterator[_Parts]:
-    """Everything the page shows, with the groups and the listed files streamed: a report
-    of 1M files held every group in a list and peaked at 547 MB."""
+    """Everything the page shows, with the groups and the listed files streamed: holding
+    every group in a list made the report's memory grow with the catalogue."""
     with db.session() as s:
         st = stats(s, sel, top=0)
         scans = scan_overview(s)
