@@ -25,8 +25,9 @@ from dupfinder.db import queries
 from dupfinder.db.engine import Database, open_database
 from dupfinder.db.queries import Group, Stats, Totals
 from dupfinder.db.selection import Reference, Selection
-from dupfinder.errors import SafetyError, UsageError
-from dupfinder.paths import PathArg, absolute, display
+from dupfinder.errors import UsageError, param
+from dupfinder.paths import PathArg, absolute
+from dupfinder.reporting import SILENT, Reporter
 from dupfinder.scan.options import ScanOptions, make_options, resolve_roots
 from dupfinder.scan.pipeline import ScanSummary
 from dupfinder.scan.pipeline import run_scan as _run_scan
@@ -156,32 +157,36 @@ class Catalogue:
         return resolve_roots([os.fsdecode(os.fspath(p)) for p in paths])
 
     def scan(self, paths: Iterable[PathArg], options: ScanOptions | None = None, *,
-             progress: bool = False, log: Callable[[str], None] | None = None,
+             reporter: Reporter | None = None, log: Callable[[str], None] | None = None,
              **kw: Any) -> ScanSummary:
         """Scan ``paths`` into the catalogue and hash what may be duplicated.
 
-        Options as for :meth:`scan_options` (or ready ``options``); progress bars only when
-        ``progress`` is true. ``log`` receives one line per file that could not be read.
-        Raises KeyboardInterrupt (after recording the scan as interrupted) on Ctrl-C.
+        Options as for :meth:`scan_options` (or ready ``options``); ``reporter`` gets a
+        bar per stage (none by default). ``log`` receives one line per file that could not
+        be read. Raises KeyboardInterrupt (after recording the scan as interrupted) on
+        Ctrl-C.
         """
         opts = options if options is not None else self.scan_options(**kw)
-        opts = replace(opts, progress=progress)  # the caller's options stay as they are
+        # the caller's options stay as they are
+        opts = replace(opts, progress=reporter is not None)
         roots = [os.fsdecode(os.fspath(p)) for p in paths]
-        return _run_scan(self.db, roots, self.host, opts, log=log)
+        return _run_scan(self.db, roots, self.host, opts, log=log, reporter=reporter or SILENT)
 
     def watch(self, paths: Iterable[PathArg], options: ScanOptions | None = None, *,
               settle: float = 1.0, rescan_every: float = 600.0,
               tell: Callable[[WatchEvent], None] | None = None,
-              progress: bool = False) -> None:
+              reporter: Reporter | None = None) -> None:
         """Scan the folders ``paths``, then keep the catalogue current as files change
         under them, until Ctrl-C or SIGTERM (see :mod:`dupfinder.watch.loop`). ``tell``
-        receives what the watch finds (new copies, groups that end) and does."""
+        receives what the watch finds (new copies, groups that end) and does; ``reporter``
+        the initial scan's bars."""
         from dupfinder.watch.loop import WatchOptions, watch
 
-        opts = replace(options if options is not None else ScanOptions(), progress=progress)
+        opts = replace(options if options is not None else ScanOptions(),
+                       progress=reporter is not None)
         roots = [os.fsdecode(os.fspath(p)) for p in paths]
         watch(self.db, roots, self.host, opts, WatchOptions(settle, rescan_every),
-              tell or (lambda _event: None))
+              tell or (lambda _event: None), reporter or SILENT)
 
     # ------------------------------------------------------------------ questions
 
@@ -196,7 +201,7 @@ class Catalogue:
         with self.db.session() as s:
             queries.check_selection(s, host, (folders or []) + [r.folder for r in refs],
                                     empty_ok=empty_ok)
-        return Selection(host, folders, parse_size(min_size, "--min-size"), Scope(scope), refs)
+        return Selection(host, folders, parse_size(min_size, param("min_size")), Scope(scope), refs)
 
     def groups(self, under: Under = None, *, host: str | None = None,
                min_size: int | str = 0, sort: GroupSort | str = GroupSort.WASTED,
@@ -257,7 +262,7 @@ class Catalogue:
         if not folders:
             raise UsageError("unique needs at least one PATH")
         if min_copies < 1:
-            raise UsageError(f"--min-copies must be at least 1, not {min_copies}")
+            raise UsageError(f"{param('min_copies')} must be at least 1, not {min_copies}")
         hosts = list(hosts) if hosts is not None else None
         with self.db.session() as s:  # a mistake comes before any output
             queries.check_selection(s, None, folders, hosts or ())
@@ -303,37 +308,16 @@ class Catalogue:
         are never touched), else under a ``prefer`` folder, else outside ``under``, else by
         ``keep``. ``scope="within"``: only groups among the files under ``under``.
         Nothing is touched."""
-        from dupfinder.actions import recover
-        from dupfinder.actions.plan import Plan, check_move_target, plan_groups
+        from dupfinder.actions.plan import PlanRequest, make_plan
 
-        act = Action(action)
-        roots = _folders(under) or []
-        if to is not None and act != Action.MOVE:
-            raise UsageError("--to only goes with --action move")
-        target = None
-        if act == Action.MOVE:
-            scanned = roots or self._scanned_roots()
-            target = check_move_target(None if to is None else os.fsdecode(os.fspath(to)),
-                                       scanned)
-        minimum = parse_size(min_size, "--min-size")
-        refs = _references(reference)
-        for r in refs:
-            if r.host not in (None, self.host):
-                raise SafetyError(f"--reference {r.host}:{display(r.folder)}: another host's "
-                                  "files cannot be compared byte for byte from here; dedupe "
-                                  "against a reference folder of this host")
-        refs = [Reference(r.folder, self.host) for r in refs]
-        linked = recover.symlink_targets(self.db, self.host)
-        within = Scope(scope) == Scope.WITHIN
-        sel = self._selection(roots, None, minimum, Scope.WITHIN if within else Scope.TOUCHING,
-                              refs)
-        with self.db.session() as s:
-            groups = queries.iter_groups(s, sel._replace(host=self.host))
-            actions = plan_groups(groups, act, KeepPolicy(keep),
-                                  [absolute(p) for p in prefer], roots, linked, refs)
-        return Plan(self.host, act, KeepPolicy(keep), [absolute(p) for p in prefer],
-                    (roots or self._scanned_roots()) if act == Action.MOVE else roots,
-                    target, minimum, actions)
+        ask = PlanRequest(Action(action), _folders(under) or [], KeepPolicy(keep),
+                          [absolute(p) for p in prefer],
+                          None if to is None else os.fsdecode(os.fspath(to)),
+                          min_size, _references(reference),
+                          Scope(scope) == Scope.WITHIN)
+        return make_plan(self.db, self.host, ask, lambda roots, minimum, within, refs:
+                         self._selection(roots, None, minimum,
+                                         Scope.WITHIN if within else Scope.TOUCHING, refs))
 
     def _scanned_roots(self) -> list[str]:
         """Every folder this host has scanned into the catalogue."""
@@ -393,17 +377,5 @@ class Catalogue:
         """The entries of one run, with what a run that died actually did read back from
         the disk first (only for this host's runs)."""
         from dupfinder.actions import recover
-        from dupfinder.db import journal as _journal
 
-        with self.db.session() as s:
-            run = _journal.get_run(s, run_id)
-        if run is None:
-            raise UsageError(f"no dedupe run {run_id}")
-        if run.host == self.host:
-            recover.close_dead_runs_if_idle(self.db, self.host)
-            with self.db.session() as s:
-                run = _journal.get_run(s, run_id)
-            assert run is not None
-            recover.reconcile(self.db, self.host, run)
-        with self.db.session() as s:
-            return _journal.entries(s, run_id)
+        return recover.journal_of(self.db, self.host, run_id)

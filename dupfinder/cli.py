@@ -21,6 +21,7 @@ from dupfinder.commands.base import (
     pass_ctx,
     stdout_to_devnull,
 )
+from dupfinder.commands.flags import flagged
 from dupfinder.errors import mask_secrets, quiet_library_logs
 
 PROG_NAME = "dupfinder"
@@ -112,7 +113,7 @@ def config_show(ctx: Context) -> None:
     rows = ctx.settings().show()
     width = max(len(r.key) for r in rows)
     for row in rows:
-        click.echo(f"{row.key.ljust(width)}  {row.value}  [{row.source}]")
+        click.echo(f"{row.key.ljust(width)}  {row.value}  [{flagged(row.source)}]")
 
 
 @cli.command("completion", short_help="Print the shell completion script (bash, zsh, fish).")

@@ -18,7 +18,7 @@ import platformdirs
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from dupfinder.errors import ConfigError, register_secret
+from dupfinder.errors import ConfigError, param, register_secret
 from dupfinder.paths import absolute, for_message
 
 APP_NAME = "dupfinder"
@@ -79,6 +79,8 @@ class Settings:
     host_label: str
     config_file: Path | None
     url_override: URL | None = None
+    # where each setting came from; a flag is named as a field (errors.param), which
+    # errors.in_words shows as its name and the command line as its flag
     sources: dict[str, str] = field(default_factory=dict)
     url_text: str | None = None  # the override as the user gave it (for messages)
 
@@ -88,7 +90,7 @@ class Settings:
         None when the URL is built from the config file or the built-in defaults."""
         if self.url_override is None:
             return None
-        return self.sources.get("db_url", "--db-url")
+        return self.sources.get("db_url", param("db_url"))
 
     @property
     def url_as_given(self) -> str | None:
@@ -296,7 +298,8 @@ def parse_db_url(text: str, source: str) -> URL:
 
 def find_config_file(explicit: str | None, cwd: Path | None = None) -> tuple[Path | None, str]:
     """Pick the config file by the lookup order; returns (path or None, how it was found)."""
-    for given, how in ((explicit, "--config"), (os.environ.get(ENV_CONFIG), f"${ENV_CONFIG}")):
+    for given, how in ((explicit, param("config")),
+                       (os.environ.get(ENV_CONFIG), f"${ENV_CONFIG}")):
         if given:
             path = Path(given).expanduser()
             if path.is_dir():
@@ -463,7 +466,7 @@ def load_settings(
     register_secret(database["password"])
 
     if host_label:
-        label, sources["host_label"] = host_label, "--host-label"
+        label, sources["host_label"] = host_label, param("host_label")
     elif lookup and os.environ.get(ENV_HOST_LABEL):
         label, sources["host_label"] = os.environ[ENV_HOST_LABEL], f"${ENV_HOST_LABEL}"
     elif data.get("host_label"):
@@ -475,8 +478,8 @@ def load_settings(
     override: URL | None = None
     url_text: str | None = None
     if db_url is not None:
-        override, url_text = parse_db_url(db_url, "--db-url"), db_url
-        sources["db_url"] = "--db-url"
+        override, url_text = parse_db_url(db_url, param("db_url")), db_url
+        sources["db_url"] = param("db_url")
     elif lookup and os.environ.get(ENV_DB_URL):
         url_text = os.environ[ENV_DB_URL]
         override = parse_db_url(url_text, f"${ENV_DB_URL}")

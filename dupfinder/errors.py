@@ -4,15 +4,42 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
 
 _secrets: set[str] = set()
+
+# a field named in a message, between two NULs: no path in a message holds one (messages show
+# paths in display form, which escapes every control character)
+_FIELD = re.compile("\x00([^\x00]+)\x00")
+
+
+def param(name: str) -> str:
+    """``name`` (an option's field, as a Python caller passes it: ``min_size``) in a message.
+    The library shows it as the field's name; the command line shows the flag that sets it
+    (``--min-size``), through its table in :mod:`dupfinder.commands.flags`. A name may carry
+    what the flag's value stands for after a space (``"to DIR"``): the library shows only
+    the name."""
+    return f"\x00{name}\x00"
+
+
+def in_words(text: str, names: Mapping[str, str] | None = None) -> str:
+    """``text`` with its fields shown by ``names`` (the command line's flags), or as the
+    fields' own names."""
+    if names is None:
+        return _FIELD.sub(lambda m: m.group(1).split(" ")[0], text)
+    return _FIELD.sub(lambda m: names.get(m.group(1), m.group(1).split(" ")[0]), text)
 
 
 class DupfinderError(Exception):
     """An error with a message meant for the user."""
 
     def __str__(self) -> str:
-        return mask_secrets(super().__str__())
+        return mask_secrets(in_words(super().__str__()))
+
+    def worded(self, names: Mapping[str, str]) -> str:
+        """The message with its fields shown by ``names``."""
+        return mask_secrets(in_words(super().__str__(), names))
 
 
 class UsageError(DupfinderError):

@@ -96,7 +96,7 @@ def test_cli_bad_pattern_is_a_usage_error(cli, tmp_path: Path) -> None:
     assert res.code == 2
     assert res.err == "dupfinder: error: bad --exclude pattern: '!'\n"
     assert not db_file.exists()
-    with pytest.raises(UsageError, match="bad --include pattern"):
+    with pytest.raises(UsageError, match="bad include pattern"):  # the field, not the flag
         WalkOptions(include=("ok", "bad\\"))
 
 

@@ -68,8 +68,9 @@ def build(root: Path, spec, ops) -> None:
             write(dest / "extra", CONTENTS[content])
 
 
-def model(root: Path, same_names: bool) -> set[tuple[frozenset[str], int, int, int]]:
-    """The expected groups, by brute force over every folder at or under ``root``."""
+def files_and_folders(root: Path) -> tuple[dict[str, bytes], set[str]]:
+    """Every file under ``root`` with its bytes, and every folder that holds one (with
+    the folders above it, up to ``root``)."""
     files: dict[str, bytes] = {}
     for folder, _dirs, names in os.walk(root):
         for name in names:
@@ -80,6 +81,12 @@ def model(root: Path, same_names: bool) -> set[tuple[frozenset[str], int, int, i
         while p != str(root):
             p = os.path.dirname(p)
             folders.add(p)
+    return files, folders
+
+
+def model(root: Path, same_names: bool) -> set[tuple[frozenset[str], int, int, int]]:
+    """The expected groups, by brute force over every folder at or under ``root``."""
+    files, folders = files_and_folders(root)
 
     def below(folder: str) -> list[str]:
         return sorted(p for p in files if p.startswith(folder + "/"))

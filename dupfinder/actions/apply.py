@@ -38,7 +38,7 @@ from dupfinder.actions.trash import find_in_trash
 from dupfinder.db import journal
 from dupfinder.db.engine import Database
 from dupfinder.db.files import catalogued_paths
-from dupfinder.errors import SafetyError, UsageError
+from dupfinder.errors import SafetyError, UsageError, param
 from dupfinder.paths import dot_segment, for_message, is_under
 from dupfinder.states import Action, EntryState, RunStatus
 
@@ -202,9 +202,9 @@ def _check_clonable(plan: Plan) -> None:
             return
     if reasons:
         first = next(iter(reasons.values()))
-        raise UsageError(f"--action reflink: no file of the plan can be cloned here ({first}); "
-                         "reflinks need a file system such as btrfs or XFS, with the copy "
-                         "that stays on the same one")
+        raise UsageError(f"{param('action')} reflink: no file of the plan can be cloned here "
+                         f"({first}); reflinks need a file system such as btrfs or XFS, "
+                         "with the copy that stays on the same one")
 
 
 def _new_entry(p: Planned, to_dir: str | None) -> journal.NewEntry:

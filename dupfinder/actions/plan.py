@@ -8,15 +8,19 @@ takes files from. :mod:`dupfinder.actions.apply` checks both again before acting
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dupfinder.db.queries import Group, GroupFile
-from dupfinder.db.selection import Reference
-from dupfinder.errors import SafetyError, UsageError
-from dupfinder.paths import absolute, for_message, in_trash, is_under
+from dupfinder.db.selection import Reference, Selection
+from dupfinder.errors import SafetyError, UsageError, param
+from dupfinder.paths import absolute, display, for_message, in_trash, is_under
 from dupfinder.states import Action, KeepPolicy
+from dupfinder.units import parse_size
+
+if TYPE_CHECKING:
+    from dupfinder.db.engine import Database
 
 
 @dataclass(frozen=True)
@@ -148,21 +152,72 @@ def check_move_target(to: str | None, roots: Sequence[str]) -> str:
     all, have no symbolic link in its path (a link there could redirect files into the
     scanned tree), and lie outside every folder in ``roots``."""
     if to is None:
-        raise UsageError("--action move needs --to DIR")
+        raise UsageError(f"{param('action')} move needs {param('to DIR')}")
     target = absolute(to)
     if os.path.exists(target) and not os.path.isdir(target):
-        raise UsageError(f"--to {for_message(to)} is a file, not a folder")
+        raise UsageError(f"{param('to')} {for_message(to)} is a file, not a folder")
     probe = target
     while probe != "/":
         if os.path.islink(probe):
-            raise SafetyError(f"--to {for_message(to)}: {for_message(probe)} is a symbolic "
-                              "link; give a path without links")
+            raise SafetyError(f"{param('to')} {for_message(to)}: {for_message(probe)} is a "
+                              "symbolic link; give a path without links")
         probe = os.path.dirname(probe)
     real = os.path.realpath(target)
     for r in roots:
         # a root scanned through a link (``scan lnk``) holds the files of its target too
         if any(is_under(t, root) for t in (target, real)
                for root in {r, os.path.realpath(r)}):
-            raise SafetyError(f"--to {for_message(to)} lies inside the scanned folder "
+            raise SafetyError(f"{param('to')} {for_message(to)} lies inside the scanned folder "
                               f"{for_message(r)}; choose a folder outside it")
     return target
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What ``dedupe`` asks for, as :meth:`dupfinder.Catalogue.plan_dedupe` takes it."""
+
+    action: Action
+    roots: list[str]
+    keep: KeepPolicy
+    prefer: list[str]
+    to: str | None
+    min_size: int | str  # as given: checked after the target
+    references: list[Reference]
+    within: bool
+
+
+def make_plan(db: Database, host: str, ask: PlanRequest,
+              select: Callable[[list[str], int, bool, list[Reference]], Selection]) -> Plan:
+    """The plan for ``ask`` over ``host``'s files, checked as a plan must be: ``to`` only
+    with ``move`` and outside every scanned folder, references of this host only (another
+    host's files cannot be compared byte for byte from here), and no file that a symbolic
+    link of an earlier run points at. ``select(roots, min_size, within, references)`` is
+    the question's selection."""
+    from dupfinder.actions import recover
+    from dupfinder.db import queries
+
+    def scanned() -> list[str]:
+        with db.session() as s:
+            return queries.scanned_roots(s, host)
+
+    if ask.to is not None and ask.action != Action.MOVE:
+        raise UsageError(f"{param('to')} only goes with {param('action')} move")
+    target = None
+    if ask.action == Action.MOVE:
+        target = check_move_target(ask.to, ask.roots or scanned())
+    minimum = parse_size(ask.min_size, param("min_size"))
+    for r in ask.references:
+        if r.host not in (None, host):
+            raise SafetyError(f"{param('reference')} {r.host}:{display(r.folder)}: another host's "
+                              "files cannot be compared byte for byte from here; dedupe "
+                              "against a reference folder of this host")
+    refs = [Reference(r.folder, host) for r in ask.references]
+    linked = recover.symlink_targets(db, host)
+    sel = select(ask.roots, minimum, ask.within, refs)
+    with db.session() as s:
+        groups = queries.iter_groups(s, sel._replace(host=host))
+        actions = plan_groups(groups, ask.action, ask.keep, ask.prefer, ask.roots, linked,
+                              refs)
+    return Plan(host, ask.action, ask.keep, ask.prefer,
+                (ask.roots or scanned()) if ask.action == Action.MOVE else ask.roots,
+                target, minimum, actions)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from dupfinder.actions.plan import Plan, Planned
-from dupfinder.errors import SafetyError, UsageError
+from dupfinder.errors import SafetyError, UsageError, param
 from dupfinder.paths import display, dot_segment, for_message, is_utf8
 from dupfinder.states import Action, KeepPolicy
 
@@ -73,7 +73,7 @@ def save_plan(plan: Plan, path: str) -> None:
     """Write the plan to ``path`` (replaced only once complete; never over a folder)."""
     target = Path(path)
     if target.is_dir():
-        raise UsageError(f"--save-plan {for_message(path)} is a folder; give a file name")
+        raise UsageError(f"{param('save_plan')} {for_message(path)} is a folder; give a file name")
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     try:
         tmp.write_text(json.dumps(plan_document(plan), indent=1, ensure_ascii=False) + "\n",
@@ -81,7 +81,7 @@ def save_plan(plan: Plan, path: str) -> None:
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise UsageError(f"--save-plan {for_message(path)}: {exc.strerror}") from exc
+        raise UsageError(f"{param('save_plan')} {for_message(path)}: {exc.strerror}") from exc
 
 
 class _Reader:

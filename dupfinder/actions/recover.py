@@ -22,7 +22,7 @@ from dupfinder.db.bulk import signed64
 from dupfinder.db.engine import Database
 from dupfinder.db.journal import EntryRecord, RunRecord
 from dupfinder.db.locks import action_lock
-from dupfinder.errors import SafetyError
+from dupfinder.errors import SafetyError, UsageError
 from dupfinder.processes import pid_alive
 from dupfinder.states import Action, EntryState, RunStatus
 
@@ -213,3 +213,21 @@ def reconcile(db: Database, host: str, run: RunRecord) -> int:
             journal.finish_run(s, run.id, run.status)
             s.commit()
     return len(pending)
+
+
+def journal_of(db: Database, host: str, run_id: int) -> list[EntryRecord]:
+    """The entries of run ``run_id``; for a run of ``host`` that died, what it actually did
+    is read back from the disk first (another host's runs are shown as recorded: their
+    files cannot be looked at from here)."""
+    with db.session() as s:
+        run = journal.get_run(s, run_id)
+    if run is None:
+        raise UsageError(f"no dedupe run {run_id}")
+    if run.host == host:
+        close_dead_runs_if_idle(db, host)
+        with db.session() as s:
+            run = journal.get_run(s, run_id)
+        assert run is not None
+        reconcile(db, host, run)
+    with db.session() as s:
+        return journal.entries(s, run_id)

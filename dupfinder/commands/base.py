@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from dupfinder.config import Settings
     from dupfinder.db.selection import Reference
 
+from dupfinder.commands.flags import error_line, flagged
 from dupfinder.errors import DupfinderError, UsageError, mask_secrets, one_line
 from dupfinder.paths import absolute, for_message
 
@@ -73,12 +74,12 @@ class Context:
 
     def warn(self, line: str) -> None:
         """One line to stderr (shown even with ``-q``: warnings matter)."""
-        click.echo(mask_secrets(line), err=True)
+        click.echo(mask_secrets(flagged(line)), err=True)
 
     def info(self, line: str) -> None:
         """A line to stderr unless ``-q``."""
         if not self.quiet:
-            click.echo(mask_secrets(line), err=True)
+            click.echo(mask_secrets(flagged(line)), err=True)
 
 
 def _store(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
@@ -134,7 +135,7 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except DupfinderError as exc:
             if verbose >= 2:
                 traceback.print_exc()
-            click.echo(f"dupfinder: error: {exc}", err=True)
+            click.echo(f"dupfinder: error: {error_line(exc)}", err=True)
             sys.exit(exit_code(exc))
         except KeyboardInterrupt:
             click.echo("dupfinder: interrupted", err=True)

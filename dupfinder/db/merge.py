@@ -44,7 +44,7 @@ from dupfinder.db.files import hosts_of
 from dupfinder.db.models import ActionEntry, ActionRun, FileHash, ScanMetadata
 from dupfinder.db.paths import DbPath, from_db, to_db
 from dupfinder.db.scans import db_now
-from dupfinder.errors import UsageError, one_line
+from dupfinder.errors import UsageError, one_line, param
 from dupfinder.processes import pid_alive
 from dupfinder.states import ScanStatus
 
@@ -328,7 +328,7 @@ def pg_copy(url: URL) -> Iterator[URL]:
         raise UsageError(
             f"{mask_url(url)} has an older schema and could not be copied to be upgraded "
             f"({one_line(exc)}); open it once with this dupfinder (any command with "
-            "--db-url) to upgrade it, then merge") from exc
+            f"{param('db_url')}) to upgrade it, then merge") from exc
     try:
         yield url.set(database=name)
     finally:

@@ -30,7 +30,7 @@ from dupfinder.db.models import FileHash, ScanMetadata
 from dupfinder.db.paths import from_db
 from dupfinder.db.scans import recent_scans
 from dupfinder.db.selection import EVERYTHING, Selection
-from dupfinder.errors import UsageError
+from dupfinder.errors import UsageError, param
 from dupfinder.paths import display, for_message
 
 F = FileHash
@@ -138,8 +138,8 @@ def check_selection(session: Session, host: str | None, folders: Sequence[str],
     for label in ([host] if host else []) + list(hosts):
         if session.execute(select(F.id).where(F.host == label).limit(1)).first() is None:
             known = catalogue_hosts(session)[:20]
-            raise UsageError(f"--host {display(label)}: the catalogue has no files of that "
-                             f"host (it has: {', '.join(display(k) for k in known)})")
+            raise UsageError(f"{param('host')} {display(label)}: the catalogue has no files of "
+                             f"that host (it has: {', '.join(display(k) for k in known)})")
     for folder in folders:
         if os.path.lexists(folder):
             continue

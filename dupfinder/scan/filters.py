@@ -20,7 +20,7 @@ from functools import lru_cache
 
 from pathspec import GitIgnoreSpec
 
-from dupfinder.errors import UsageError
+from dupfinder.errors import UsageError, param
 from dupfinder.paths import for_message
 
 # read in this order in each folder: later files (and later lines) win
@@ -94,7 +94,7 @@ def load_exclude_from(files: Iterable[str]) -> tuple[str, ...]:
             patterns.extend(read_patterns(os.path.expanduser(name)))
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
-            raise UsageError(f"--exclude-from {for_message(name)}: {reason}") from None
+            raise UsageError(f"{param('exclude_from')} {for_message(name)}: {reason}") from None
     return tuple(patterns)
 
 

@@ -12,7 +12,7 @@ import stat
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from dupfinder.errors import UsageError
+from dupfinder.errors import UsageError, param
 from dupfinder.paths import for_message
 from dupfinder.scan.hashing import (
     ALGORITHMS,
@@ -79,28 +79,28 @@ def check_options(options: ScanOptions) -> None:
             f"unknown algorithm '{options.algorithm}' (choose from {', '.join(ALGORITHMS)})"
         )
     if options.processes < 1:
-        raise UsageError(f"-p/--processes must be at least 1, not {options.processes}")
+        raise UsageError(f"{param('processes')} must be at least 1, not {options.processes}")
     limit = process_limit()
     if options.processes > limit:  # each worker holds a database connection of its own
-        raise UsageError(f"-p/--processes must be at most {limit} (4 per CPU, at most "
+        raise UsageError(f"{param('processes')} must be at most {limit} (4 per CPU, at most "
                          f"{MAX_PROCESSES}), not {options.processes}")
     if not 0 <= options.commit_interval <= 3600:
-        raise UsageError("--commit-interval must be between 0 and 3600 seconds, not "
+        raise UsageError(f"{param('commit_interval')} must be between 0 and 3600 seconds, not "
                          f"{options.commit_interval:g}")
     if options.batch_size < 1:
-        raise UsageError(f"-b/--batch-size must be at least 1, not {options.batch_size}")
+        raise UsageError(f"{param('batch_size')} must be at least 1, not {options.batch_size}")
     if options.chunk_size < 4096:
-        raise UsageError("--chunk-size must be at least 4 KiB")
-    for option, size in (("--chunk-size", options.chunk_size),
-                         ("--prefix-size", options.prefix_size)):
+        raise UsageError(f"{param('chunk_size')} must be at least 4 KiB")
+    for option, size in ((param("chunk_size"), options.chunk_size),
+                         (param("prefix_size"), options.prefix_size)):
         if size > MAX_BUFFER:
             raise UsageError(f"{option} {human_size(size)} is too large: at most 256 MiB "
                              "(each worker holds a buffer of that size)")
     w = options.walk
     if w.max_size is not None and w.max_size < w.min_size:
-        raise UsageError("--max-size is smaller than --min-size")
+        raise UsageError(f"{param('max_size')} is smaller than {param('min_size')}")
     if w.max_depth is not None and w.max_depth < 1:
-        raise UsageError("--max-depth must be at least 1")
+        raise UsageError(f"{param('max_depth')} must be at least 1")
 
 
 
@@ -119,14 +119,14 @@ def make_options(**options: Any) -> ScanOptions:
     walk = {k: v for k, v in options.items() if k in walk_keys and v is not None}
     for key in ("min_size", "max_size"):
         if key in walk:
-            walk[key] = parse_size(walk[key], "--" + key.replace("_", "-"))
+            walk[key] = parse_size(walk[key], param(key))
     for key in ("include", "exclude"):
         if key in walk:
             walk[key] = tuple(walk[key])
     scan = {k: v for k, v in options.items() if k in scan_keys and v is not None}
     for key in ("chunk_size", "prefix_size"):
         if key in scan:
-            scan[key] = parse_size(scan[key], "--" + key.replace("_", "-"))
+            scan[key] = parse_size(scan[key], param(key))
     opts = ScanOptions(walk=WalkOptions(**walk), **scan)
     check_options(opts)
     return opts

@@ -20,7 +20,6 @@ merged first, and nothing committed is hashed twice.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -28,7 +27,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
-from tqdm import tqdm
 
 from dupfinder.db import pending, rows, scans, schema
 from dupfinder.db.engine import Database
@@ -38,6 +36,7 @@ from dupfinder.db.selection import Selection
 from dupfinder.errors import DatabaseError, one_line
 from dupfinder.paths import is_under
 from dupfinder.processes import pid_alive
+from dupfinder.reporting import SILENT, Reporter
 from dupfinder.scan.collisions import Collisions, Want
 from dupfinder.scan.hashing import algorithm_tag, whole_limit
 from dupfinder.scan.options import ScanOptions, check_options, resolve_roots
@@ -97,28 +96,9 @@ def _db_errors() -> Iterator[None]:
         ) from exc
 
 
-class _Bars:
-    """tqdm bars on stderr, silent when stderr is not a terminal or progress is off."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        try:
-            self.sized = os.get_terminal_size(sys.stderr.fileno()).columns > 0
-        except (OSError, ValueError):
-            self.sized = False
-
-    def bar(self, desc: str, total: int | None = None, unit: str = "files",
-            position: int = 0) -> tqdm:
-        scale = unit == "B"
-        # a terminal that reports no width (a bare pty) would get an empty bar: use 80
-        return tqdm(total=total, desc=desc, unit=unit, unit_scale=scale, unit_divisor=1024,
-                    disable=not self.enabled, file=sys.stderr, leave=False,
-                    dynamic_ncols=self.sized, ncols=None if self.sized else 80,
-                    position=position)
-
-
 def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
-             log: Callable[[str], None] | None = None) -> ScanSummary:
+             log: Callable[[str], None] | None = None, reporter: Reporter = SILENT
+             ) -> ScanSummary:
     """Scan ``paths`` into the catalogue ``db`` as ``host``; returns the summary.
 
     Raises KeyboardInterrupt (after recording the scan as interrupted) on Ctrl-C. Holds the
@@ -127,7 +107,7 @@ def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
     check_options(options)
     roots = resolve_roots(paths)
     with _db_errors(), host_lock(db, host, exclusive=False):
-        return _locked_scan(db, roots, host, options, log)
+        return _locked_scan(db, roots, host, options, log, reporter=reporter)
 
 
 def scan_scope(db: Database, roots: list[str], scope: list[str], host: str,
@@ -141,8 +121,8 @@ def scan_scope(db: Database, roots: list[str], scope: list[str], host: str,
 
 
 def _locked_scan(db: Database, roots: list[str], host: str, options: ScanOptions,
-                 log: Callable[[str], None] | None, scope: list[str] | None = None
-                 ) -> ScanSummary:
+                 log: Callable[[str], None] | None, scope: list[str] | None = None,
+                 reporter: Reporter = SILENT) -> ScanSummary:
     if db.backend == "sqlite" and db.url.database:
         # the catalogue itself, reached by the path given or through symbolic links
         bases = {os.path.abspath(db.url.database), os.path.realpath(db.url.database)}
@@ -172,7 +152,7 @@ def _locked_scan(db: Database, roots: list[str], host: str, options: ScanOptions
             for earlier in orphaned:  # results a killed scan committed and never merged
                 pending.merge(db, earlier)
             _Scan(db, host, roots, tag, options, summary, started, settled, bool(bulk),
-                  scope).run()
+                  scope, reporter if options.progress else SILENT).run()
             t = time.perf_counter()
             with db.session() as session:
                 totals = None
@@ -235,12 +215,12 @@ class _Scan:
     def __init__(self, db: Database, host: str, roots: list[str], tag: str,
                  options: ScanOptions, summary: ScanSummary, started: Any,
                  settled: scans.Settled | None, bulk: bool = False,
-                 scope: list[str] | None = None) -> None:
+                 scope: list[str] | None = None, bars: Reporter = SILENT) -> None:
         self.db, self.host, self.roots, self.tag = db, host, roots, tag
         self.scope = scope  # only these paths (under the roots) are walked
         self.options, self.summary, self.started = options, summary, started
         self.settled, self.bulk = settled, bulk
-        self.bars = _Bars(options.progress)
+        self.bars = bars
         self.settings = HashSettings(db.url_string(), summary.scan_id, options.algorithm, tag,
                                      options.prefix_size, options.chunk_size,
                                      workers_write=db.backend != "sqlite")

@@ -24,6 +24,7 @@ from typing import NamedTuple
 from pathspec import GitIgnoreSpec
 
 from dupfinder.db.paths import order_key
+from dupfinder.errors import param
 from dupfinder.paths import absolute, is_under, trash_folder
 from dupfinder.scan.filters import (
     IGNORE_FILES,
@@ -77,8 +78,8 @@ class WalkOptions:
 
     def __post_init__(self) -> None:
         # bad patterns fail when the options are made, before anything is opened
-        check_patterns(self.include, "--include")
-        check_patterns(self.exclude, "--exclude")
+        check_patterns(self.include, param("include"))
+        check_patterns(self.exclude, param("exclude"))
 
 
 @dataclass

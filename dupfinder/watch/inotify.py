@@ -34,6 +34,19 @@ PAIR_WAIT_MS = 20
 MOST_HELD = 1_000_000
 
 
+def watch_limit() -> int | None:
+    """The inotify watch limit that applies here: this user namespace's
+    (``/proc/sys/user/max_inotify_watches``), which is ``fs.inotify.max_user_watches`` in
+    the first namespace."""
+    for name in ("/proc/sys/user/max_inotify_watches", "/proc/sys/fs/inotify/max_user_watches"):
+        try:
+            with open(name, encoding="ascii") as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 class _Overflowed:
     """The event that stands for events dropped (see :data:`MOST_HELD`)."""
 
@@ -215,27 +228,31 @@ class Watches:
                                          else None)
             if mask & F.MOVED_FROM:
                 moved_from[ev.cookie] = (path, folder)
-            elif mask & (F.UNMOUNT | F.DELETE_SELF | F.MOVE_SELF):
-                yield from self._self_event(ev.wd, base, mask)
-            elif mask & F.IGNORED:
-                self.paths.pop(ev.wd, None)
-            elif folder and mask & (F.CREATE | F.MOVED_TO):
-                yield Change(Kind.ARRIVED, path, folder=True)
-                if self.enter(path):
-                    missed = self.add_tree(path)
-                    if missed:
-                        yield Change(Kind.UNWATCHED, paths=missed)
-            elif mask & F.DELETE:
-                yield Change(Kind.GONE, path, folder=folder)
-            elif folder:
-                continue  # a folder's own metadata: nothing of the catalogue's
-            elif mask & F.CLOSE_WRITE:
-                yield Change(Kind.WRITTEN, path)
-            elif mask & F.MOVED_TO:
-                yield Change(Kind.WRITTEN, path)  # moved in from outside: a new file
             else:
-                yield Change(Kind.TOUCHED, path)
+                yield from self._one(ev.wd, base, path, mask, folder)
         yield from self._flush_moves(moved_from, keep=None)
+
+    def _one(self, wd: int, base: str, path: str, mask: int, folder: bool
+             ) -> Iterator[Change]:
+        """An event that is not half of a rename."""
+        if mask & (F.UNMOUNT | F.DELETE_SELF | F.MOVE_SELF):
+            yield from self._self_event(wd, base, mask)
+        elif mask & F.IGNORED:
+            self.paths.pop(wd, None)
+        elif folder and mask & (F.CREATE | F.MOVED_TO):
+            yield Change(Kind.ARRIVED, path, folder=True)
+            if self.enter(path):
+                missed = self.add_tree(path)
+                if missed:
+                    yield Change(Kind.UNWATCHED, paths=missed)
+        elif mask & F.DELETE:
+            yield Change(Kind.GONE, path, folder=folder)
+        elif folder:
+            return  # a folder's own metadata: nothing of the catalogue's
+        elif mask & (F.CLOSE_WRITE | F.MOVED_TO):
+            yield Change(Kind.WRITTEN, path)  # closed after writing, or moved in from outside
+        else:
+            yield Change(Kind.TOUCHED, path)
 
     def _flush_moves(self, moved_from: dict[int, tuple[str, bool]], keep: int | None
                      ) -> Iterator[Change]:

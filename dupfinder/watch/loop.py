@@ -28,12 +28,13 @@ from dupfinder.db.engine import Database
 from dupfinder.db.locks import action_lock, host_lock
 from dupfinder.errors import SafetyError, UsageError
 from dupfinder.paths import for_message, in_trash, is_under
+from dupfinder.reporting import SILENT, Reporter
 from dupfinder.scan.pipeline import ScanOptions, run_scan, scan_scope
 from dupfinder.scan.scope import ScopeWalk, compact_scope, root_of
 from dupfinder.scan.walk import WalkProblems
 from dupfinder.watch.changes import Batch, Pending
 from dupfinder.watch.events import Said, WatchEvent
-from dupfinder.watch.inotify import Change, Kind, Watches
+from dupfinder.watch.inotify import Change, Kind, Watches, watch_limit
 from dupfinder.watch.mounts import network_paths
 
 IGNORE_FILES = frozenset({".gitignore", ".ignore", ".dupfinderignore"})
@@ -63,19 +64,6 @@ class WatchOptions:
     rescan_every: float = 600.0
 
 
-def watch_limit() -> int | None:
-    """The inotify watch limit that applies here: this user namespace's
-    (``/proc/sys/user/max_inotify_watches``), which is ``fs.inotify.max_user_watches`` in
-    the first namespace."""
-    for name in ("/proc/sys/user/max_inotify_watches", "/proc/sys/fs/inotify/max_user_watches"):
-        try:
-            with open(name, encoding="ascii") as f:
-                return int(f.read())
-        except (OSError, ValueError):
-            continue
-    return None
-
-
 class _Stop(Exception):  # noqa: N818 - not an error: Ctrl-C or SIGTERM while idle
     pass
 
@@ -84,11 +72,13 @@ class Watch:
     """One ``dupfinder watch``: :meth:`run` until Ctrl-C or SIGTERM."""
 
     def __init__(self, db: Database, roots: list[str], host: str, options: ScanOptions,
-                 wopts: WatchOptions, tell: Callable[[WatchEvent], None]) -> None:
+                 wopts: WatchOptions, tell: Callable[[WatchEvent], None],
+                 reporter: Reporter = SILENT) -> None:
         for root in roots:
             if not os.path.isdir(root):
                 raise UsageError(f"watch takes folders, not files: {for_message(root)}")
         self.db, self.roots, self.host, self.tell = db, roots, host, tell
+        self.reporter = reporter
         self.options, self.wopts = options, wopts
         self.pending = Pending(wopts.settle)
         self.filters = ScopeWalk(roots, options.walk, WalkProblems())
@@ -126,7 +116,7 @@ class Watch:
         self.network = network_paths(self.roots)
         if self.network:
             self.tell(WatchEvent(Said.NETWORK, paths=list(self.network)))
-        run_scan(self.db, self.roots, self.host, self.options)
+        run_scan(self.db, self.roots, self.host, self.options, reporter=self.reporter)
         if self.unwatched or self.network:
             self.next_rescan = time.monotonic() + self.wopts.rescan_every
         self.tell(WatchEvent(Said.WATCHING, count=len(self.watches.paths),
@@ -392,14 +382,15 @@ def _catalogue_files(db: Database) -> frozenset[str]:
 
 
 def watch(db: Database, paths: list[str], host: str, options: ScanOptions,
-          wopts: WatchOptions, tell: Callable[[WatchEvent], None]) -> None:
+          wopts: WatchOptions, tell: Callable[[WatchEvent], None],
+          reporter: Reporter = SILENT) -> None:
     """Run ``dupfinder watch`` of ``paths`` (folders) until Ctrl-C or SIGTERM."""
     from dupfinder.scan.pipeline import check_options, resolve_roots
 
     check_options(options)
     roots = resolve_roots(paths)
     try:
-        Watch(db, roots, host, options, wopts, tell).run()
+        Watch(db, roots, host, options, wopts, tell, reporter).run()
     except OSError as exc:
         if exc.errno == errno.EMFILE:
             raise UsageError("no inotify instance left: fs.inotify.max_user_instances "

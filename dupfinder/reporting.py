@@ -1,0 +1,40 @@
+"""How the library says how far it has got: one small protocol the caller passes in (the
+command line's draws tqdm bars on the terminal), silent by default. The library itself never
+writes to the terminal."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from typing import Protocol
+
+
+class Bar(Protocol):
+    """One stage's progress."""
+
+    def update(self, n: int = 1) -> object:
+        """``n`` more files (or bytes) done."""
+
+
+class Reporter(Protocol):
+    """What the library reports to: bars for the stages of long work."""
+
+    def bar(self, desc: str, total: int | None = None, unit: str = "files",
+            position: int = 0) -> AbstractContextManager[Bar]:
+        """A bar for the ``with`` block: ``desc`` names the stage, ``unit`` is ``files``
+        or ``B``; ``position`` is its line among the bars shown at once."""
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        return None
+
+
+class Silent:
+    """Reports nothing."""
+
+    def bar(self, desc: str, total: int | None = None, unit: str = "files",
+            position: int = 0) -> AbstractContextManager[Bar]:
+        return nullcontext(_NoBar())
+
+
+SILENT: Reporter = Silent()
