@@ -211,7 +211,7 @@ def build(url: str, files: int, seed: int) -> dict[str, Any]:
     from sqlalchemy import text
 
     from dupfinder import Catalogue
-    from dupfinder.db.files import upsert_files
+    from dupfinder.db.file_rows import upsert_files
     from dupfinder.db.models import ScanMetadata
     from dupfinder.scan.hashing import DEFAULT_ALGORITHM, DEFAULT_PREFIX_SIZE, algorithm_tag
     from dupfinder.states import ScanStatus

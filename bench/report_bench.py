@@ -6,7 +6,7 @@ Usage (from the repository root)::
     python -m bench.report_bench [--files 100000] [--groups 30000]
 
 The catalogue is synthetic, written with the catalogue's own functions into a fresh SQLite
-file: the rows by ``dupfinder.db.files.upsert_files``, their hashes appended to the pending
+file: the rows by ``dupfinder.db.file_rows.upsert_files``, their hashes appended to the pending
 table by ``dupfinder.db.pending.append`` and moved into the rows (with their contents and
 counts) by ``dupfinder.db.pending.merge``, as a scan does. ``--groups`` duplicate groups
 hold ``--files`` * 0.7 files, the rest unique. Prints seconds to build the report, its size,
@@ -30,7 +30,7 @@ from sqlalchemy import select
 from dupfinder.config import load_settings
 from dupfinder.db import pending
 from dupfinder.db.engine import open_database
-from dupfinder.db.files import upsert_files
+from dupfinder.db.file_rows import upsert_files
 from dupfinder.db.models import FileHash, utcnow
 from dupfinder.output.report import write_report
 

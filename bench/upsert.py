@@ -53,8 +53,8 @@ from dupfinder.config import load_settings
 from dupfinder.db import pending
 from dupfinder.db.engine import Database, open_database
 from dupfinder.db.models import FileHash, utcnow
-from dupfinder.db.paths import order_key
 from dupfinder.db.rows import NewRow, RowWriter
+from dupfinder.db.stored_paths import order_key
 
 TARGETS = {"sqlite": 50_000, "postgresql": 25_000}
 WORDS = ("src", "docs", "Photos 2021", "backup", "music", "build", "data", "archive")

@@ -15,7 +15,6 @@ read from ``./config.json`` or the environment unless asked: pass ``config=`` a 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -49,10 +48,6 @@ Under = PathArg | Iterable[PathArg] | None
 Refs = Iterable[PathArg | Reference]
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def _folders(under: Under) -> list[str] | None:
     """One folder or several, as absolute filesystem paths (None: everywhere)."""
     if under is None:
@@ -76,22 +71,24 @@ class Catalogue:
     :meth:`close`. ``host`` is the label this machine's files are recorded under.
     """
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, reporter: Reporter = SILENT) -> None:
         self.db = db
         self.settings = settings
         self.host = settings.host_label
+        self.reporter = reporter
 
     # ------------------------------------------------------------------ opening
 
     @classmethod
     def open(cls, db_url: str | None = None, *, config: PathArg | Settings | None = None,
              host: str | None = None, fallback: bool = True,
-             warn: Callable[[str], None] | None = None) -> Catalogue:
+             reporter: Reporter | None = None) -> Catalogue:
         """Open (creating if needed) the catalogue at ``db_url``, or the one a config file
         names, or the built-in default (PostgreSQL on localhost, SQLite when it is down).
 
-        ``fallback=False`` makes an unreachable server an error; ``warn`` receives the one
-        line said when falling back (default: stderr).
+        ``fallback=False`` makes an unreachable server an error. ``reporter`` hears the
+        line said when falling back, and gets the bars of scans (by default nothing is
+        said or shown).
         """
         if isinstance(config, Settings):
             settings = config
@@ -100,23 +97,24 @@ class Catalogue:
                                      host, lookup=False)
         if host:
             settings.host_label = host
-        db = open_database(settings, no_fallback=not fallback, warn=warn)
+        say = reporter or SILENT
+        db = open_database(settings, no_fallback=not fallback, warn=say.info)
         if settings.url_source is None and settings.fallback["enabled"]:
             from dupfinder.merge import unmerged_fallback
 
             notice = unmerged_fallback(db, settings.fallback_url().database or "")
             if notice:
-                (warn or _stderr)(notice)
-        return cls(db, settings)
+                say.info(notice)
+        return cls(db, settings, say)
 
     @classmethod
     def from_lookup(cls, db_url: str | None = None, *, config: str | None = None,
                     host: str | None = None, fallback: bool = True,
-                    warn: Callable[[str], None] | None = None) -> Catalogue:
+                    reporter: Reporter | None = None) -> Catalogue:
         """Open the catalogue as the command line does: ``--config``, ``$DUPFINDER_CONFIG``,
         ``./config.json``, the user's config folder; ``$DUPFINDER_DB_URL``."""
         settings = load_settings(config, db_url, host)
-        return cls.open(config=settings, fallback=fallback, warn=warn)
+        return cls.open(config=settings, fallback=fallback, reporter=reporter)
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -157,36 +155,32 @@ class Catalogue:
         return resolve_roots([os.fsdecode(os.fspath(p)) for p in paths])
 
     def scan(self, paths: Iterable[PathArg], options: ScanOptions | None = None, *,
-             reporter: Reporter | None = None, log: Callable[[str], None] | None = None,
-             **kw: Any) -> ScanSummary:
+             log: Callable[[str], None] | None = None, **kw: Any) -> ScanSummary:
         """Scan ``paths`` into the catalogue and hash what may be duplicated.
 
-        Options as for :meth:`scan_options` (or ready ``options``); ``reporter`` gets a
-        bar per stage (none by default). ``log`` receives one line per file that could not
+        Options as for :meth:`scan_options` (or ready ``options``); the catalogue's
+        reporter gets a bar per stage. ``log`` receives one line per file that could not
         be read. Raises KeyboardInterrupt (after recording the scan as interrupted) on
         Ctrl-C.
         """
         opts = options if options is not None else self.scan_options(**kw)
-        # the caller's options stay as they are
-        opts = replace(opts, progress=reporter is not None)
+        opts = replace(opts, progress=True)  # the caller's options stay as they are
         roots = [os.fsdecode(os.fspath(p)) for p in paths]
-        return _run_scan(self.db, roots, self.host, opts, log=log, reporter=reporter or SILENT)
+        return _run_scan(self.db, roots, self.host, opts, log=log, reporter=self.reporter)
 
     def watch(self, paths: Iterable[PathArg], options: ScanOptions | None = None, *,
               settle: float = 1.0, rescan_every: float = 600.0,
-              tell: Callable[[WatchEvent], None] | None = None,
-              reporter: Reporter | None = None) -> None:
+              tell: Callable[[WatchEvent], None] | None = None) -> None:
         """Scan the folders ``paths``, then keep the catalogue current as files change
         under them, until Ctrl-C or SIGTERM (see :mod:`dupfinder.watch.loop`). ``tell``
-        receives what the watch finds (new copies, groups that end) and does; ``reporter``
-        the initial scan's bars."""
+        receives what the watch finds (new copies, groups that end) and does; the
+        catalogue's reporter the initial scan's bars."""
         from dupfinder.watch.loop import WatchOptions, watch
 
-        opts = replace(options if options is not None else ScanOptions(),
-                       progress=reporter is not None)
+        opts = replace(options if options is not None else ScanOptions(), progress=True)
         roots = [os.fsdecode(os.fspath(p)) for p in paths]
         watch(self.db, roots, self.host, opts, WatchOptions(settle, rescan_every),
-              tell or (lambda _event: None), reporter or SILENT)
+              tell or (lambda _event: None), self.reporter)
 
     # ------------------------------------------------------------------ questions
 

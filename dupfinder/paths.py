@@ -2,7 +2,8 @@
 
 Linux file names are bytes; Python hands them over as ``str`` with undecodable bytes as lone
 surrogates (``surrogateescape``), and that is the one path form the library speaks. The
-catalogue's stored form lives in :mod:`dupfinder.db.paths` and never leaves ``dupfinder/db/``.
+catalogue's stored form lives in :mod:`dupfinder.db.stored_paths` and never leaves
+``dupfinder/db/``.
 """
 
 from __future__ import annotations

@@ -16,12 +16,20 @@ class Bar(Protocol):
 
 
 class Reporter(Protocol):
-    """What the library reports to: bars for the stages of long work."""
+    """What the library reports to: bars for the stages of long work, and lines for a
+    person (``warn``: something went other than asked, such as a fallback; ``info``: what
+    is worth knowing, such as an unmerged fallback catalogue)."""
 
     def bar(self, desc: str, total: int | None = None, unit: str = "files",
             position: int = 0) -> AbstractContextManager[Bar]:
         """A bar for the ``with`` block: ``desc`` names the stage, ``unit`` is ``files``
         or ``B``; ``position`` is its line among the bars shown at once."""
+
+    def warn(self, line: str) -> None:
+        """A line that matters."""
+
+    def info(self, line: str) -> None:
+        """A line worth knowing."""
 
 
 class _NoBar:
@@ -35,6 +43,12 @@ class Silent:
     def bar(self, desc: str, total: int | None = None, unit: str = "files",
             position: int = 0) -> AbstractContextManager[Bar]:
         return nullcontext(_NoBar())
+
+    def warn(self, line: str) -> None:
+        return None
+
+    def info(self, line: str) -> None:
+        return None
 
 
 SILENT: Reporter = Silent()

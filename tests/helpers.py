@@ -21,8 +21,8 @@ from dupfinder.cli import main
 from dupfinder.db.engine import Database
 from dupfinder.db.groups import iter_groups
 from dupfinder.db.models import FileHash, ScanMetadata
-from dupfinder.db.paths import from_db
 from dupfinder.db.selection import Selection
+from dupfinder.db.stored_paths import from_db
 from dupfinder.scan.pipeline import ScanOptions, ScanSummary, run_scan
 from dupfinder.scan.walk import WalkOptions
 

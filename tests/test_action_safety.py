@@ -113,9 +113,9 @@ def test_overlay_same_file_is_caught_by_the_link_probe_alone(
         cat: Catalogue, tmp_path: Path, mounts: Callable[..., Path],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Where an overlay maps inode numbers (xino), only the hard-link probe tells."""
-    from dupfinder.actions import files
+    from dupfinder.actions import fileops
 
-    monkeypatch.setattr(files, "_refuse_same_inode_elsewhere", lambda st, kst: None)
+    monkeypatch.setattr(fileops, "_refuse_same_inode_elsewhere", lambda st, kst: None)
     ov = tmp_path / "ov"
     write(ov / "lower/thesis.txt", THESIS)
     merged = overlay(mounts, ov)

@@ -17,6 +17,7 @@ from dupfinder import Catalogue
 from dupfinder.cli import cli as cli_group
 from dupfinder.config import load_settings, parse_db_url
 from dupfinder.errors import ConfigError, DatabaseUnreachable
+from dupfinder.reporting import Silent
 from tests.helpers import HOST, blob, write
 from tests.pg_server import free_port
 
@@ -208,8 +209,15 @@ def test_unreachable_env_db_url_is_an_error_naming_it(cli, isolated_env: Path,
 
 def test_library_open_of_an_explicit_url_never_falls_back(isolated_env: Path) -> None:
     warned: list[str] = []
+
+    class Hearing(Silent):
+        def warn(self, line: str) -> None:
+            warned.append(line)
+
+        info = warn
+
     with pytest.raises(DatabaseUnreachable):
-        Catalogue.open(dead_pg_url(), fallback=True, warn=warned.append)
+        Catalogue.open(dead_pg_url(), fallback=True, reporter=Hearing())
     assert warned == [] and not fallback_file(isolated_env).exists()
     assert not load_settings(db_url=dead_pg_url()).fallback_allowed
     assert load_settings().fallback_allowed  # the built-in default server may fall back

@@ -10,12 +10,12 @@ from sqlalchemy import create_engine, delete, func, select, text, update
 from sqlalchemy.engine import make_url
 
 from dupfinder.config import load_settings
-from dupfinder.db import contents, files, pending, queries
+from dupfinder.db import contents, file_rows, pending, queries
 from dupfinder.db import rows as catalog_rows
 from dupfinder.db.engine import Database, open_database, worker_database
 from dupfinder.db.models import SCHEMA_VERSION, FileHash, SchemaInfo, utcnow
-from dupfinder.db.paths import order_key
 from dupfinder.db.schema import schema_version
+from dupfinder.db.stored_paths import order_key
 from dupfinder.errors import DatabaseError
 from dupfinder.scan.sync import Sync, SyncCounts
 from dupfinder.scan.walk import Entry, Skipped
@@ -46,7 +46,7 @@ def test_schema_created_with_version(db: Database) -> None:
 
 def test_reopening_keeps_data(db: Database, db_url: str) -> None:
     with db.session() as s:
-        files.upsert_files(s, rows(3))
+        file_rows.upsert_files(s, rows(3))
         s.commit()
     again = open_database(load_settings(db_url=db_url), no_fallback=True)
     try:
@@ -65,19 +65,19 @@ def test_newer_schema_version_is_refused(db: Database, db_url: str) -> None:
 
 def test_upsert_inserts_then_updates_without_duplicates(db: Database) -> None:
     with db.session() as s:
-        files.upsert_files(s, rows(50))
-        files.upsert_files(s, rows(50))  # same rows again: no new rows
+        file_rows.upsert_files(s, rows(50))
+        file_rows.upsert_files(s, rows(50))  # same rows again: no new rows
         s.commit()
     assert count(db) == 50
 
 
 def test_upsert_keeps_hashes_of_unchanged_and_clears_changed(db: Database) -> None:
     with db.session() as s:
-        files.upsert_files(s, rows(2))
+        file_rows.upsert_files(s, rows(2))
         s.execute(update(FileHash).values(prefix_hash="p", full_hash="f", hash_algo="md5"))
         changed = rows(2)
         changed[1]["mtime_ns"] = 2000
-        files.upsert_files(s, changed)
+        file_rows.upsert_files(s, changed)
         s.commit()
         got = dict(s.execute(select(FileHash.path, FileHash.full_hash)).all())
     assert got == {"/data/f0": "f", "/data/f1": None}
@@ -85,7 +85,7 @@ def test_upsert_keeps_hashes_of_unchanged_and_clears_changed(db: Database) -> No
 
 def test_same_path_on_two_hosts_are_two_rows(db: Database) -> None:
     with db.session() as s:
-        files.upsert_files(s, rows(5, host="laptop") + rows(5, host="nas"))
+        file_rows.upsert_files(s, rows(5, host="laptop") + rows(5, host="nas"))
         s.commit()
     assert count(db) == 10
 
@@ -141,8 +141,8 @@ def test_a_skipped_folder_keeps_every_row_below_it(db: Database) -> None:
 
 def test_rows_under_are_limited_to_host_and_roots(db: Database) -> None:
     with db.session() as s:
-        files.upsert_files(s, rows(3, base="/a") + rows(3, base="/ab") + rows(2, base="/a/b"))
-        files.upsert_files(s, rows(4, host="other", base="/a"))
+        file_rows.upsert_files(s, rows(3, base="/a") + rows(3, base="/ab") + rows(2, base="/a/b"))
+        file_rows.upsert_files(s, rows(4, host="other", base="/a"))
         s.commit()
     # /ab is not under /a, other host's rows are excluded; in the walk's order
     assert under(db, ["/a"]) == ["/a/b/f0", "/a/b/f1", "/a/f0", "/a/f1", "/a/f2"]
@@ -158,7 +158,7 @@ def test_rows_under_are_limited_to_host_and_roots(db: Database) -> None:
 
 def test_pending_results_are_merged_into_rows_and_contents(db: Database) -> None:
     with db.session() as s:
-        files.upsert_files(s, rows(3, size=10) + rows(1, base="/u", size=99))
+        file_rows.upsert_files(s, rows(3, size=10) + rows(1, base="/u", size=99))
         s.commit()
         found = s.execute(select(FileHash.id, FileHash.inode).where(FileHash.size == 10)
                           .order_by(FileHash.id)).all()
@@ -180,7 +180,7 @@ def test_pending_results_are_merged_into_rows_and_contents(db: Database) -> None
 
 def test_a_result_for_a_file_changed_since_it_was_read_is_dropped(db: Database) -> None:
     with db.session() as s:
-        files.upsert_files(s, rows(2, size=10))
+        file_rows.upsert_files(s, rows(2, size=10))
         s.commit()
         ids = [i for i, in s.execute(select(FileHash.id).order_by(FileHash.id))]
         inode = s.scalar(select(FileHash.inode).where(FileHash.id == ids[1]))
@@ -197,7 +197,7 @@ def test_hard_links_are_not_wasted_space(db: Database) -> None:
     data = rows(3, size=10)
     data[1]["inode"] = data[0]["inode"]  # f0 and f1 are one inode
     with db.session() as s:
-        files.upsert_files(s, data)
+        file_rows.upsert_files(s, data)
         s.execute(update(FileHash).values(full_hash="F", prefix_hash="F", hash_algo="md5"))
         contents.build_all(s)  # hashes written by hand: the contents made from them
         s.commit()
@@ -212,7 +212,7 @@ def test_worker_database_is_independent(db: Database) -> None:
     worker = worker_database(db.url_string())
     try:
         with worker.session() as s:
-            files.upsert_files(s, rows(4))
+            file_rows.upsert_files(s, rows(4))
             s.commit()
     finally:
         worker.dispose()
@@ -225,7 +225,7 @@ def test_non_utf8_and_newline_paths_round_trip(db: Database) -> None:
     for row, p in zip(data, weird, strict=True):
         row["path"] = p
     with db.session() as s:
-        files.upsert_files(s, data)
+        file_rows.upsert_files(s, data)
         s.commit()
     assert under(db, ["/d"]) == sorted(weird, key=order_key)  # in the catalogue's order
     # a walk finding them again, in that order, matches them exactly

@@ -13,7 +13,7 @@ from dupfinder import Catalogue, GroupFile
 from dupfinder.actions.plan import keeper
 from dupfinder.db.engine import Database
 from dupfinder.db.models import ActionEntry, FileHash
-from dupfinder.db.paths import from_db
+from dupfinder.db.stored_paths import from_db
 from tests.helpers import HOST, blob, dedupe_tree, scan, tree_checksums
 
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy import update
 
 from dupfinder import Catalogue
-from dupfinder.db.files import upsert_files
+from dupfinder.db.file_rows import upsert_files
 from dupfinder.db.models import FileHash
 from dupfinder.db.unique import UniqueTotals, unique_files, unique_totals
 from tests.helpers import blob, forget_everything, write

@@ -92,7 +92,7 @@ def sizes(db: Any) -> dict[str, int]:
     from sqlalchemy import select
 
     from dupfinder.db.models import FileHash
-    from dupfinder.db.paths import from_db
+    from dupfinder.db.stored_paths import from_db
 
     with db.session() as s:
         return {from_db(r.path): r.size

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import send2trash
 
 from dupfinder.actions import recover
-from dupfinder.actions.files import (
+from dupfinder.actions.fileops import (
     Skip,
     move_file,
     move_target,
@@ -37,7 +37,7 @@ from dupfinder.actions.reflink import can_clone_here, clone_over
 from dupfinder.actions.trash import find_in_trash
 from dupfinder.db import journal
 from dupfinder.db.engine import Database
-from dupfinder.db.files import catalogued_paths
+from dupfinder.db.file_rows import catalogued_paths
 from dupfinder.errors import SafetyError, UsageError, param
 from dupfinder.paths import dot_segment, for_message, is_under
 from dupfinder.states import Action, EntryState, RunStatus

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from dupfinder.actions.files import Skip
+from dupfinder.actions.fileops import Skip
 from dupfinder.db.engine import Database
 from dupfinder.db.locks import action_lock, runtime_dir
 from dupfinder.errors import SafetyError

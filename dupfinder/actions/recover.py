@@ -15,7 +15,7 @@ import os
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from dupfinder.actions.files import probe_path, same_content, temp_beside
+from dupfinder.actions.fileops import probe_path, same_content, temp_beside
 from dupfinder.actions.trash import find_in_trash
 from dupfinder.db import journal
 from dupfinder.db.bulk import signed64

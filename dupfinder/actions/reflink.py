@@ -24,7 +24,7 @@ import os
 import stat
 import struct
 
-from dupfinder.actions.files import CHUNK, Skip
+from dupfinder.actions.fileops import CHUNK, Skip
 from dupfinder.scan.hashing import open_readonly
 
 # linux/fs.h: _IOWR(0x94, 54, struct file_dedupe_range), with

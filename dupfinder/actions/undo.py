@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass, field
 
 from dupfinder.actions import recover
-from dupfinder.actions.files import same_content
+from dupfinder.actions.fileops import same_content
 from dupfinder.actions.locking import run_lock
 from dupfinder.actions.reflink import make_private
 from dupfinder.actions.trash import find_in_trash, info_for

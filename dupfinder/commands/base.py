@@ -60,8 +60,10 @@ class Context:
 
         # the fallback notice is information (-q silences it): the scan's summary names
         # the database in use anyway
+        from dupfinder.commands.progress import TerminalBars
+
         return Catalogue.open(config=self.settings(), fallback=not self.no_fallback,
-                              warn=self.info)
+                              reporter=TerminalBars(self.warn, self.info, bars=not self.quiet))
 
     @contextmanager
     def opened(self) -> Iterator[Catalogue]:

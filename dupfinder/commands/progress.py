@@ -1,19 +1,24 @@
 """The command line's :class:`~dupfinder.reporting.Reporter`: tqdm bars on stderr, shown
-only when stderr is a terminal."""
+only when stderr is a terminal, and lines through the command's context (``-q`` silences
+``info``)."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 from tqdm import tqdm
 
 
 class TerminalBars:
-    """tqdm bars on stderr, silent when stderr is not a terminal."""
+    """tqdm bars on stderr, silent when stderr is not a terminal or ``bars`` is off; lines
+    to ``warn`` and ``info``."""
 
-    def __init__(self) -> None:
-        self.enabled = sys.stderr.isatty()
+    def __init__(self, warn: Callable[[str], None], info: Callable[[str], None],
+                 bars: bool = True) -> None:
+        self.warn, self.info = warn, info
+        self.enabled = bars and sys.stderr.isatty()
         try:
             self.sized = os.get_terminal_size(sys.stderr.fileno()).columns > 0
         except (OSError, ValueError):

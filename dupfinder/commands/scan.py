@@ -9,7 +9,6 @@ import click
 
 from dupfinder.catalogue import Catalogue
 from dupfinder.commands.base import Context, common_options, handle_errors, pass_ctx
-from dupfinder.commands.progress import TerminalBars
 from dupfinder.errors import UsageError
 from dupfinder.output.formats import count
 from dupfinder.paths import for_message
@@ -112,7 +111,7 @@ def scan_cmd(ctx: Context, paths: tuple[str, ...], report_path: str | None,
     options = options_of(flags)
     Catalogue.check_roots(paths)
     with ctx.opened() as cat:
-        summary = cat.scan(paths, options, reporter=None if ctx.quiet else TerminalBars(),
+        summary = cat.scan(paths, options,
                            log=(lambda line: ctx.warn(for_message(line))) if ctx.verbose
                            else None)
         if report_path:

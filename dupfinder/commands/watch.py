@@ -9,7 +9,6 @@ import click
 
 from dupfinder.catalogue import Catalogue
 from dupfinder.commands.base import Context, common_options, handle_errors, pass_ctx
-from dupfinder.commands.progress import TerminalBars
 from dupfinder.commands.scan import options_of, scan_flags
 from dupfinder.errors import UsageError
 from dupfinder.output.formats import count, json_path, json_roots, json_text
@@ -142,5 +141,4 @@ def watch_cmd(ctx: Context, paths: tuple[str, ...], settle: str, rescan_every: s
             ctx.info(words(e, every))
 
     with ctx.opened() as cat:
-        cat.watch(paths, options, settle=settle_s, rescan_every=every, tell=tell,
-                  reporter=None if ctx.quiet else TerminalBars())
+        cat.watch(paths, options, settle=settle_s, rescan_every=every, tell=tell)

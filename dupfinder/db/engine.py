@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-import sys
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -358,7 +357,7 @@ def open_database(
         reason = str(exc)
         # one short line: which server, the gist of why, and the file used instead (the
         # driver's full message wrapped onto two lines of a terminal)
-        (warn or _stderr)(
+        (warn or _silent)(
             f"dupfinder: {_where(settings.url())} unreachable "
             f"({_gist(exc.__cause__ or exc)}); falling back to SQLite at {url.database}"
         )
@@ -376,8 +375,8 @@ def open_database(
     )
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+def _silent(_line: str) -> None:
+    return None
 
 
 def worker_database(url: str) -> Database:

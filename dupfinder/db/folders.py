@@ -51,9 +51,9 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from dupfinder.db.bulk import stream_raw
-from dupfinder.db.files import under_roots
+from dupfinder.db.file_rows import under_roots
 from dupfinder.db.models import FileHash, ScanMetadata
-from dupfinder.db.paths import DbPath, db_roots, from_db
+from dupfinder.db.stored_paths import DbPath, db_roots, from_db
 from dupfinder.paths import is_under
 
 F = FileHash

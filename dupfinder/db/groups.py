@@ -20,10 +20,10 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, Connection, Select, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from dupfinder.db.files import hosts_of, under
+from dupfinder.db.file_rows import hosts_of, under
 from dupfinder.db.models import Content, FileHash
-from dupfinder.db.paths import from_db, to_db
 from dupfinder.db.selection import EVERYTHING, Selection
+from dupfinder.db.stored_paths import from_db, to_db
 from dupfinder.states import GroupSort
 
 F, C = FileHash, Content
@@ -99,7 +99,7 @@ def _hosts(session: Session | Connection, sel: Selection) -> list[str]:
 def group_rows(sel: Selection = EVERYTHING, hosts: Sequence[str] = ()) -> Select[Any]:
     """One row per duplicate group of the selection: content_id, size, hash, algo, files,
     inodes, wasted (counted over the selected members). ``hosts`` are the catalogue's
-    (:func:`dupfinder.db.files.hosts_of`), for a selection by folders."""
+    (:func:`dupfinder.db.file_rows.hosts_of`), for a selection by folders."""
     if whole(sel):
         return select(C.id.label("content_id"), C.size, C.full_hash.label("hash"),
                       C.hash_algo.label("algo"), C.files, C.inodes, C.wasted).where(

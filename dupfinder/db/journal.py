@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 
 from dupfinder.db import contents
 from dupfinder.db.bulk import batched
-from dupfinder.db.files import upsert_files
+from dupfinder.db.file_rows import upsert_files
 from dupfinder.db.models import ActionEntry, ActionRun, FileHash
-from dupfinder.db.paths import from_db, maybe_from_db, to_db
 from dupfinder.db.scans import db_now
+from dupfinder.db.stored_paths import from_db, maybe_from_db, to_db
 from dupfinder.states import Action, EntryState, RunStatus
 
 E = ActionEntry

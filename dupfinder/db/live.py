@@ -16,9 +16,9 @@ from typing import NamedTuple
 from sqlalchemy import Connection, and_, func, select, text
 
 from dupfinder.db import contents
-from dupfinder.db.files import under
+from dupfinder.db.file_rows import under
 from dupfinder.db.models import Content, FileHash
-from dupfinder.db.paths import from_db, subtree_range, to_db
+from dupfinder.db.stored_paths import from_db, subtree_range, to_db
 
 F, C = FileHash, Content
 

@@ -40,10 +40,10 @@ from dupfinder.config import mask_url
 from dupfinder.db import contents, scans
 from dupfinder.db.bulk import batched
 from dupfinder.db.contents import ContentKey
-from dupfinder.db.files import hosts_of
+from dupfinder.db.file_rows import hosts_of
 from dupfinder.db.models import ActionEntry, ActionRun, FileHash, ScanMetadata
-from dupfinder.db.paths import DbPath, from_db, to_db
 from dupfinder.db.scans import db_now
+from dupfinder.db.stored_paths import DbPath, from_db, to_db
 from dupfinder.errors import UsageError, one_line, param
 from dupfinder.processes import pid_alive
 from dupfinder.states import ScanStatus

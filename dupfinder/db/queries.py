@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dupfinder.db.bulk import STREAM_ROWS
-from dupfinder.db.files import hosts_of, under
+from dupfinder.db.file_rows import hosts_of, under
 from dupfinder.db.groups import (
     Group,
     GroupFile,
@@ -27,9 +27,9 @@ from dupfinder.db.groups import (
     iter_groups,
 )
 from dupfinder.db.models import FileHash, ScanMetadata
-from dupfinder.db.paths import from_db
 from dupfinder.db.scans import recent_scans
 from dupfinder.db.selection import EVERYTHING, Selection
+from dupfinder.db.stored_paths import from_db
 from dupfinder.errors import UsageError, param
 from dupfinder.paths import display, for_message
 

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, text
 
 from dupfinder.db import contents
 from dupfinder.db.bulk import signed64
-from dupfinder.db.paths import DbPath, from_db, subtree_range, to_db
+from dupfinder.db.stored_paths import DbPath, from_db, subtree_range, to_db
 
 PAGE = 5000  # rows per read
 FLUSH_ROWS = 20_000  # rows written before a commit, at the latest
@@ -164,7 +164,7 @@ def rows_of_sizes(conn: Connection, sizes: Iterable[int]) -> list[SizeRow]:
 
 class NewRow(NamedTuple):
     """A file the walk found that the catalogue does not hold (or held as another file);
-    ``key`` is its path's order key (:func:`dupfinder.db.paths.order_key`), which is the
+    ``key`` is its path's order key (:func:`dupfinder.db.stored_paths.order_key`), which is the
     stored form."""
 
     path: str

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, and_, case, func, literal, or_
 from sqlalchemy.sql.expression import Label
 
-from dupfinder.db.files import under
+from dupfinder.db.file_rows import under
 from dupfinder.db.models import FileHash
 from dupfinder.states import Scope
 

@@ -35,8 +35,8 @@ from typing import NamedTuple
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
-from dupfinder.db.paths import subtree_range, to_db
 from dupfinder.db.rows import CatalogRow, rows_under
+from dupfinder.db.stored_paths import subtree_range, to_db
 from dupfinder.paths import is_under
 
 PAGE = 1000  # examined files per round of look-ups

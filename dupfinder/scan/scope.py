@@ -17,7 +17,7 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 
-from dupfinder.db.paths import order_key
+from dupfinder.db.stored_paths import order_key
 from dupfinder.paths import is_under
 from dupfinder.scan.walk import (
     Entry,

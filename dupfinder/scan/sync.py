@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from dupfinder.db.bulk import signed64
-from dupfinder.db.paths import order_key, subtree_range
 from dupfinder.db.rows import CatalogRow, NewRow, RowWriter
+from dupfinder.db.stored_paths import order_key, subtree_range
 from dupfinder.scan.collisions import Seen
 from dupfinder.scan.walk import Entry, Skipped
 

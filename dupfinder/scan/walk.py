@@ -1,7 +1,7 @@
 """Discovery: an ``os.scandir`` walk, in the catalogue's own path order, with filters.
 
 The walk yields paths in the order the catalogue's (host, path) index holds them (each
-folder's entries sorted by :func:`dupfinder.db.paths.order_key`, a folder's name compared as
+folder's entries sorted by :func:`dupfinder.db.stored_paths.order_key`, a folder's name compared as
 name + "/"), so a rescan compares it with the catalogue by a merge join, reading both once,
 in step (:mod:`dupfinder.scan.sync`), and new rows are written in key order.
 
@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from pathspec import GitIgnoreSpec
 
-from dupfinder.db.paths import order_key
+from dupfinder.db.stored_paths import order_key
 from dupfinder.errors import param
 from dupfinder.paths import absolute, is_under, trash_folder
 from dupfinder.scan.filters import (

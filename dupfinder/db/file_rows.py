@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from dupfinder.db.bulk import copy_csv, raw_cursor, sqlite_executemany
 from dupfinder.db.bulk import dialect_insert as _insert
 from dupfinder.db.models import FileHash
-from dupfinder.db.paths import DbPath, db_roots, from_db, subtree_range, to_db
+from dupfinder.db.stored_paths import DbPath, db_roots, from_db, subtree_range, to_db
 
 F = FileHash
 
