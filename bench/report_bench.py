@@ -32,6 +32,7 @@ from dupfinder.db import pending
 from dupfinder.db.engine import open_database
 from dupfinder.db.file_rows import upsert_files
 from dupfinder.db.models import FileHash, utcnow
+from dupfinder.db.report_source import report_source
 from dupfinder.output.report import write_report
 
 T = TypeVar("T")
@@ -113,7 +114,7 @@ def main() -> None:
         db = open_database(load_settings(db_url=url), no_fallback=True)
         out = Path(tmp) / "report.html"
         t = time.perf_counter()
-        info = write_report(db, str(out))
+        info = write_report(report_source(db), str(out))
         gen = time.perf_counter() - t
         db.dispose()
         print(f"report generated in {gen:.2f}s: {info.groups} groups, "

@@ -240,7 +240,9 @@ class Catalogue:
         from dupfinder.output.report import write_report  # Jinja2 only when asked
 
         sel = self._selection(under, host, min_size, scope, reference)
-        return write_report(self.db, os.fsdecode(os.fspath(output)), sel)
+        from dupfinder.db.report_source import report_source
+
+        return write_report(report_source(self.db, sel), os.fsdecode(os.fspath(output)))
 
     def hosts(self) -> list[str]:
         """The host labels the catalogue holds files of."""

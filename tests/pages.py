@@ -11,6 +11,7 @@ import pytest
 
 from dupfinder.config import load_settings
 from dupfinder.db.engine import open_database
+from dupfinder.db.report_source import report_source
 from dupfinder.output.report import write_report
 from tests.helpers import blob, scan, write
 
@@ -44,7 +45,7 @@ def report(tmp_path: Path) -> Path:
     try:
         scan(db, root)
         out = tmp_path / "report.html"
-        write_report(db, str(out))
+        write_report(report_source(db), str(out))
     finally:
         db.dispose()
     return out

@@ -17,6 +17,7 @@ import pytest
 
 from dupfinder.config import load_settings
 from dupfinder.db.engine import open_database
+from dupfinder.db.report_source import report_source
 from dupfinder.output.report import write_report
 from dupfinder.paths import display, for_message
 from tests.helpers import scan
@@ -182,7 +183,7 @@ def bidi_report(tmp_path: Path) -> Path:
     try:
         scan(db, root)
         out = tmp_path / "report.html"
-        write_report(db, str(out))
+        write_report(report_source(db), str(out))
     finally:
         db.dispose()
     return out

@@ -13,6 +13,7 @@ import pytest
 
 from dupfinder import Catalogue
 from dupfinder.db.folders import FolderGroup, FolderRef
+from dupfinder.db.report_source import report_source
 from dupfinder.output.report import folder_reclaimable, render_report, report_data
 from tests.helpers import blob, write
 from tests.pages import HOSTILE, big_data, no_sideways_scroll, open_report
@@ -72,7 +73,7 @@ def view_rows(pg) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
 
 
 def test_report_data_lists_only_the_topmost_duplicate_folders(cat: Catalogue, tree: Path) -> None:
-    data = json.loads(json.dumps(report_data(cat.db)))
+    data = json.loads(json.dumps(report_data(report_source(cat.db))))
     assert data["folder_groups"] == expected(tree)  # most wasted first; no disc 2, no docs/c
     assert data["summary"]["folder_groups"] == 2
     assert data["summary"]["folder_wasted"] == ALBUM_SIZE + DOCS_SIZE
@@ -91,7 +92,7 @@ def test_reclaimable_total_counts_each_byte_once(cat: Catalogue, tmp_path: Path)
     for folder in ("x", "y"):
         write(root / folder / "g.bin", blob(32, 900))
     cat.scan([root])
-    data = report_data(cat.db)
+    data = report_data(report_source(cat.db))
     got = [(g.size, g.wasted, [f[0].removeprefix(f"{root}/") for f in g.folders])
            for g in data["folder_groups"]]
     assert got == [(3700, 7400, ["x/sub", "y/sub", "z"]), (4600, 4600, ["x", "y"])]

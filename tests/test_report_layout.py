@@ -16,6 +16,7 @@ import pytest
 from dupfinder.actions.plan import keeper
 from dupfinder.db.engine import Database
 from dupfinder.db.queries import iter_groups
+from dupfinder.db.report_source import report_source
 from dupfinder.output.report import render_report, report_data
 from dupfinder.paths import display
 from dupfinder.states import KeepPolicy
@@ -318,7 +319,7 @@ def test_report_data_marks_the_kept_copy_and_hard_links(db: Database, tmp_path: 
     os.utime(write(root / "c/same1.bin", "tie"), (1_500_000_000, 1_500_000_000))
     os.utime(write(root / "c/same2.bin", "tie"), (1_500_000_000, 1_500_000_000))
     scan(db, root)
-    got = json.loads(json.dumps(report_data(db)))
+    got = json.loads(json.dumps(report_data(report_source(db))))
     assert got["keep_policy"] == "oldest"
     by_name = {g[4][0][0].rsplit("/", 1)[1]: g for g in got["groups"]}
     big = by_name["new.bin"]  # files by path: a/new.bin, b/link.bin, z/old.bin
@@ -332,7 +333,7 @@ def test_report_data_marks_the_kept_copy_and_hard_links(db: Database, tmp_path: 
             kept = keeper(g.files, KeepPolicy.OLDEST)
             shown = by_name[g.files[0].path.rsplit("/", 1)[1]]
             assert shown[4][shown[5]][0] == kept.path
-    newest = json.loads(json.dumps(report_data(db, keep=KeepPolicy.NEWEST)))
+    newest = json.loads(json.dumps(report_data(report_source(db), keep=KeepPolicy.NEWEST)))
     # newest: a/new.bin and its link b/link.bin tie on time; the first by path bytes stays
     assert {g[4][g[5]][0].rsplit("/", 2)[1] for g in newest["groups"]} == {"a", "c"}
 

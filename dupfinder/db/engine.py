@@ -1,4 +1,6 @@
-"""Engines and sessions: pooling, SQLite pragmas, the start-up ping, PostgreSQL fallback.
+"""Engines and sessions: pooling, the start-up ping, and the fallback from an unreachable
+PostgreSQL server to SQLite (the pragmas are in :mod:`dupfinder.db.sqlite_conn`, what a
+PostgreSQL failure means in :mod:`dupfinder.db.pg_conn`).
 
 No engine or connection crosses a process boundary: worker processes build their own with
 :func:`worker_database` from the URL string and dispose it when they end.
@@ -7,7 +9,6 @@ No engine or connection crosses a process boundary: worker processes build their
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import urllib.parse
 from collections.abc import Callable
@@ -22,7 +23,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from dupfinder.config import Settings, backend_of, mask_url
+from dupfinder.db.pg_conn import classify_pg_failure, gist
 from dupfinder.db.schema import ensure_schema
+from dupfinder.db.sqlite_conn import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    read_only_error,
+    reading_pragmas,
+    sqlite_read_only_uri,
+    writing_pragmas,
+)
 from dupfinder.errors import (
     ConfigError,
     DatabaseError,
@@ -31,12 +40,6 @@ from dupfinder.errors import (
     one_line,
     register_secret,
 )
-
-SQLITE_BUSY_TIMEOUT_MS = 60_000
-# Checkpoint the WAL every 32 MiB instead of SQLite's 4 MiB. A checkpoint can only reset
-# the WAL when no reader holds an older snapshot: the scan never keeps a read open across
-# a stage (when it did, the WAL grew with the catalogue instead of staying bounded).
-WAL_AUTOCHECKPOINT_PAGES = 8192
 
 
 @dataclass
@@ -71,61 +74,6 @@ class Database:
         self.engine.dispose()
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
-    cur.close()
-
-
-def _sqlite_read_only_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cur.execute("PRAGMA query_only=ON")  # a write fails at once as "readonly database"
-    cur.close()
-
-
-def _read_only_error(path: Path) -> Callable[[Any], None]:
-    """A ``handle_error`` hook: a write to a read-only catalogue becomes one line naming the
-    file, instead of a "database error during the scan ... run it again" that cannot help."""
-
-    def hook(context: Any) -> None:
-        if "readonly database" in str(context.original_exception):
-            raise DatabaseError(
-                f"SQLite database {path} is read-only for this user: reading commands "
-                "(dupes, stats, report) work, this command needs to write"
-            ) from context.original_exception
-
-    return hook
-
-
-def sqlite_read_only_uri(path: Path) -> str | None:
-    """A ``file:`` URI opening an existing SQLite catalogue read-only, or None if we can write.
-
-    Writing needs the file and, for the ``-wal``/``-shm``/``-journal`` files, its folder (unless
-    those already exist and are writable). Without write access a normal open fails with
-    "unable to open database file" even for reading, because a WAL database wants its ``-shm``
-    file. ``mode=ro`` avoids writes; when the folder is read-only and there is no ``-wal``
-    file (so no un-checkpointed changes to miss), ``immutable=1`` tells SQLite not to need
-    ``-shm`` or locks at all: nobody without write access to that folder can change the file.
-    """
-    if not path.is_file():
-        return None
-    folder_writable = os.access(path.parent, os.W_OK)
-    sidecars = [Path(f"{path}{suffix}") for suffix in ("-wal", "-shm")]
-    if os.access(path, os.W_OK) and (
-        folder_writable or all(os.access(p, os.W_OK) for p in sidecars)
-    ):
-        return None
-    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
-    if not folder_writable and not sidecars[0].exists():
-        uri += "&immutable=1"
-    return uri
-
-
 def make_engine(url: URL, *, pool_size: int = 20, max_overflow: int = 30,
                 pool_timeout: int = 30, connect_timeout: int = 5) -> Engine:
     """Build an engine for ``url``: a sized, pre-pinged pool for PostgreSQL; WAL for SQLite.
@@ -157,10 +105,10 @@ def make_engine(url: URL, *, pool_size: int = 20, max_overflow: int = 30,
             **options,
         )
         if read_only is None:
-            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "connect", writing_pragmas)
         else:
-            event.listen(engine, "connect", _sqlite_read_only_pragmas)
-            event.listen(engine, "handle_error", _read_only_error(path))
+            event.listen(engine, "connect", reading_pragmas)
+            event.listen(engine, "handle_error", read_only_error(path))
         return engine
     connect_args: dict[str, Any] = {"application_name": "dupfinder"}
     if "connect_timeout" not in url.query:
@@ -183,46 +131,6 @@ def _where(url: URL) -> str:
     if backend_of(url) == "sqlite":
         return f"SQLite database {url.database}"
     return f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}"
-
-
-# libpq's complaints about connection settings it refuses before connecting, e.g.
-# 'invalid sslmode value: "bogus"', 'invalid port number: "99999"', 'invalid connection
-# option "foo"', 'invalid integer value "x" for connection option "connect_timeout"'.
-_BAD_SETTING = re.compile(
-    r"\binvalid (?:dsn|connection option|integer value|port number|[\w ]{1,40} value)\b"
-)
-
-
-def classify_pg_failure(exc: BaseException) -> str:
-    """Sort a PostgreSQL connection failure: ``config``, ``missing-db``, ``auth`` or
-    ``unreachable``. ``config`` (a setting libpq refuses) is the user's mistake and must never
-    be taken for an unreachable server, which would fall back to SQLite."""
-    msg = str(getattr(exc, "orig", exc)).lower()
-    if _BAD_SETTING.search(msg):
-        return "config"
-    if "does not exist" in msg and "database" in msg:
-        return "missing-db"
-    if "password" in msg or "authentication" in msg or "role" in msg and "not exist" in msg:
-        return "auth"
-    if "no pg_hba.conf entry" in msg or "permission denied" in msg:
-        return "auth"
-    return "unreachable"
-
-
-_GISTS = (("refused", "connection refused"), ("timeout", "timed out"),
-          ("timed out", "timed out"), ("could not translate host name", "unknown host"),
-          ("name or service not known", "unknown host"), ("no route", "no route to host"),
-          ("network is unreachable", "network unreachable"))
-
-
-def _gist(exc: BaseException) -> str:
-    """A few words for why a server could not be reached."""
-    msg = str(getattr(exc, "orig", exc)).lower()
-    for needle, words in _GISTS:
-        if needle in msg:
-            return words
-    first = one_line(exc).split(";")[0].strip()
-    return first if len(first) <= 60 else first[:57] + "..."
 
 
 def ping(engine: Engine) -> None:
@@ -302,7 +210,7 @@ def read_only_engine(url: URL) -> Engine:
         timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
         engine = create_engine(url, poolclass=NullPool,
                                creator=lambda: sqlite3.connect(uri, uri=True, timeout=timeout))
-        event.listen(engine, "connect", _sqlite_read_only_pragmas)
+        event.listen(engine, "connect", reading_pragmas)
     else:
         engine = make_engine(url, pool_size=2, max_overflow=2)
     try:
@@ -359,7 +267,7 @@ def open_database(
         # driver's full message wrapped onto two lines of a terminal)
         (warn or _silent)(
             f"dupfinder: {_where(settings.url())} unreachable "
-            f"({_gist(exc.__cause__ or exc)}); falling back to SQLite at {url.database}"
+            f"({gist(exc.__cause__ or exc)}); falling back to SQLite at {url.database}"
         )
         engine = connect(url, **options)
     try:

@@ -36,18 +36,9 @@ from markupsafe import Markup
 
 from dupfinder import __version__
 from dupfinder.actions.plan import keeper
-from dupfinder.config import mask_url
-from dupfinder.db.engine import Database
-from dupfinder.db.folders import FolderGroup, duplicate_folders
-from dupfinder.db.queries import (
-    EVERYTHING,
-    Group,
-    Selection,
-    iter_files,
-    iter_groups,
-    scan_overview,
-    stats,
-)
+from dupfinder.db.folders import FolderGroup
+from dupfinder.db.queries import Group
+from dupfinder.db.report_source import ReportSource
 from dupfinder.errors import UsageError
 from dupfinder.paths import display, for_message
 from dupfinder.states import KeepPolicy
@@ -188,37 +179,30 @@ class _Parts(NamedTuple):
 
 
 @contextmanager
-def _parts(db: Database, sel: Selection, all_files_cap: int, keep: KeepPolicy
-           ) -> Iterator[_Parts]:
-    """Everything the page shows, with the groups and the listed files streamed: holding
-    every group in a list made the report's memory grow with the catalogue."""
-    with db.session() as s:
-        st = stats(s, sel, top=0)
-        scans = scan_overview(s)
-        folder_groups = duplicate_folders(s, sel.roots, sel.host)
-        s.rollback()  # no read transaction held across the streams
+def _parts(src: ReportSource, all_files_cap: int, keep: KeepPolicy) -> Iterator[_Parts]:
+    """Everything the page shows, with the groups and the listed files streamed as
+    ``src`` gives them."""
+    st, scans, folder_groups = src.stats, [dict(sc) for sc in src.scans], src.folder_groups
     for sc in scans:  # filesystem paths as the scan was given them
         sc["roots"] = [display(r) for r in sc["roots"] or []]
     exts: Counter[str] = Counter()
     listed = 0
 
     def groups() -> Iterator[ReportGroup]:
-        with db.session() as s:
-            for g in iter_groups(s, sel):
-                group = _group(g, keep)
-                exts.update(_ext(f.path) for f in group.files)
-                yield group
+        for g in src.groups():
+            group = _group(g, keep)
+            exts.update(_ext(f.path) for f in group.files)
+            yield group
 
     def files() -> Iterator[ListedFile]:
         nonlocal listed
-        with db.session() as s:
-            for f in iter_files(s, sel, limit=all_files_cap + 1):
-                listed += 1
-                if listed > all_files_cap:
-                    return
-                shown = ListedFile(display(f.path), f.size, f.host, f.mtime_ns // 1_000_000_000)
-                exts.update((_ext(shown.path),))
-                yield shown
+        for f in src.files(all_files_cap + 1):
+            listed += 1
+            if listed > all_files_cap:
+                return
+            shown = ListedFile(display(f.path), f.size, f.host, f.mtime_ns // 1_000_000_000)
+            exts.update((_ext(shown.path),))
+            yield shown
 
     head = {
         "summary": {"files": st.files, "bytes": st.bytes, "groups": st.groups,
@@ -236,13 +220,12 @@ def _parts(db: Database, sel: Selection, all_files_cap: int, keep: KeepPolicy
     })
 
 
-def report_data(db: Database, sel: Selection = EVERYTHING,
-                all_files_cap: int = ALL_FILES_CAP,
+def report_data(src: ReportSource, all_files_cap: int = ALL_FILES_CAP,
                 keep: KeepPolicy = KeepPolicy.OLDEST) -> dict[str, Any]:
     """Everything the page shows, as plain JSON-able data held in memory (the report file
     itself is written from the same parts as a stream); each group marks the copy that
     ``keep`` would keep (as :func:`dupfinder.actions.plan.keeper` chooses it)."""
-    with _parts(db, sel, all_files_cap, keep) as parts:
+    with _parts(src, all_files_cap, keep) as parts:
         data = {**parts.head, "groups": list(parts.groups), "files": list(parts.files)}
         return {**data, **parts.tail()}
 
@@ -290,22 +273,21 @@ def _page(source: str, title: str) -> tuple[str, str]:
     return head, tail
 
 
-def write_report(db: Database, path: str, sel: Selection = EVERYTHING,
-                 keep: KeepPolicy = KeepPolicy.OLDEST) -> ReportInfo:
-    """Write the report of the selected files of the catalogue to ``path``, streaming the
-    groups from the database into the file; the file is replaced only once it is
-    complete."""
+def write_report(src: ReportSource, path: str, keep: KeepPolicy = KeepPolicy.OLDEST
+                 ) -> ReportInfo:
+    """Write the report of ``src`` to ``path``, streaming its groups into the file; the file
+    is replaced only once it is complete."""
     target = Path(path)
     if target.is_dir():
         raise UsageError(f"report: {for_message(path)} is a folder; give a file name such as "
                          "report.html")
     if not target.parent.is_dir():
         raise UsageError(f"report: folder {for_message(str(target.parent))} does not exist")
-    what = ", ".join(display(r) for r in sel.roots) if sel.roots else "the whole catalogue"
-    head, tail = _page(f"{what} in {mask_url(db.url)}", what)
+    what = ", ".join(display(r) for r in src.roots) if src.roots else "the whole catalogue"
+    head, tail = _page(f"{what} in {src.where}", what)
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     try:
-        with _parts(db, sel, ALL_FILES_CAP, keep) as parts, \
+        with _parts(src, ALL_FILES_CAP, keep) as parts, \
                 open(tmp, "w", encoding="utf-8", buffering=1 << 20) as out:
             out.write(head)
             out.writelines(_json_pieces(parts))
