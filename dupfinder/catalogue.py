@@ -48,6 +48,17 @@ Under = PathArg | Iterable[PathArg] | None
 Refs = Iterable[PathArg | Reference]
 
 
+def _tell_unmerged(db: Database, settings: Settings, say: Reporter) -> None:
+    """Say so when the configured server is reached and the fallback file holds scans it
+    lacks (only where the catalogue is the configured one, with a fallback)."""
+    if settings.url_source is None and settings.fallback["enabled"]:
+        from dupfinder.merge import unmerged_fallback
+
+        notice = unmerged_fallback(db, settings.fallback_url().database or "")
+        if notice:
+            say.info(notice)
+
+
 def _folders(under: Under) -> list[str] | None:
     """One folder or several, as absolute filesystem paths (None: everywhere)."""
     if under is None:
@@ -99,12 +110,7 @@ class Catalogue:
             settings.host_label = host
         say = reporter or SILENT
         db = open_database(settings, no_fallback=not fallback, warn=say.info)
-        if settings.url_source is None and settings.fallback["enabled"]:
-            from dupfinder.merge import unmerged_fallback
-
-            notice = unmerged_fallback(db, settings.fallback_url().database or "")
-            if notice:
-                say.info(notice)
+        _tell_unmerged(db, settings, say)
         return cls(db, settings, say)
 
     @classmethod
