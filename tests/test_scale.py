@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from dupfinder.config import load_settings
-from dupfinder.db import engine, rows
+from dupfinder.db import rows, sqlite_conn
 from dupfinder.db.engine import open_database
 from dupfinder.db.models import utcnow
 from dupfinder.scan.pipeline import ScanOptions, run_scan
@@ -40,7 +40,7 @@ def test_a_scan_lets_sqlite_reset_its_wal(tmp_path: Path, monkeypatch: pytest.Mo
                                           ) -> None:
     # checkpoints every 64 pages (256 KiB): a scan that kept a read transaction open
     # across a stage would stop every reset, and the WAL would take all ~800 commits
-    monkeypatch.setattr(engine, "WAL_AUTOCHECKPOINT_PAGES", 64)
+    monkeypatch.setattr(sqlite_conn, "WAL_AUTOCHECKPOINT_PAGES", 64)
     root = tmp_path / "tree"
     for i in range(1500):  # 3000 candidates in 1500 pairs, both stages
         data = blob(i, 1000 + i if i % 10 else 70_000 + i)
