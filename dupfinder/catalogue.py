@@ -321,11 +321,6 @@ class Catalogue:
                          self._selection(roots, None, minimum,
                                          Scope.WITHIN if within else Scope.TOUCHING, refs))
 
-    def _scanned_roots(self) -> list[str]:
-        """Every folder this host has scanned into the catalogue."""
-        with self.db.session() as s:
-            return queries.scanned_roots(s, self.host)
-
     def save_plan(self, plan: Plan, path: PathArg) -> None:
         """Write ``plan`` as a JSON file a person can review and edit."""
         from dupfinder.actions import planfile
@@ -337,10 +332,11 @@ class Catalogue:
         :class:`SafetyError`). A move target is checked against every folder this host
         has scanned, whatever the file says its roots were."""
         from dupfinder.actions import planfile
+        from dupfinder.actions.plan import scanned_roots
 
         plan = planfile.load_plan(os.fsdecode(os.fspath(path)), self.host)
         if plan.action == Action.MOVE:
-            plan.roots = sorted(set(plan.roots) | set(self._scanned_roots()))
+            plan.roots = sorted(set(plan.roots) | set(scanned_roots(self.db, self.host)))
         return plan
 
     def apply(self, plan: Plan, progress: Callable[[Any, EntryState], None] | None = None

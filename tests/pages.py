@@ -41,6 +41,12 @@ def report(tmp_path: Path) -> Path:
         data = blob(500 + i, 2000 + i)
         write(root / f"many/{i}.bin", data)
         write(root / f"many/copy-{i}.bin", data)
+    return report_of(root, tmp_path)
+
+
+def report_of(root: Path, tmp_path: Path) -> Path:
+    """``root`` scanned into a new SQLite catalogue in ``tmp_path``, and the report of it
+    written there."""
     db = open_database(load_settings(db_url=f"sqlite:///{tmp_path / 'c.db'}"))
     try:
         scan(db, root)

@@ -15,12 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from dupfinder.config import load_settings
-from dupfinder.db.engine import open_database
-from dupfinder.db.report_source import report_source
-from dupfinder.output.report import write_report
 from dupfinder.paths import display, for_message
-from tests.helpers import scan
+from tests.pages import report_of
 
 BYTE = b"a\xff.txt"  # an undecodable byte
 LITERAL = b"a\\xff.txt"  # a backslash, x, f, f in the name: what BYTE used to show as
@@ -179,14 +175,7 @@ def bidi_report(tmp_path: Path) -> Path:
     make(root, "evil\u202etxt.exe".encode(), b"same")
     make(root, b"plain.txt", b"same")
     make(root, "ctl\x1b\n\x85.txt".encode(), b"same")  # \x85: the C1 NEL
-    db = open_database(load_settings(db_url=f"sqlite:///{tmp_path / 'c.db'}"))
-    try:
-        scan(db, root)
-        out = tmp_path / "report.html"
-        write_report(report_source(db), str(out))
-    finally:
-        db.dispose()
-    return out
+    return report_of(root, tmp_path)
 
 
 def test_report_shows_bidi_and_controls_as_visible_escapes(bidi_report: Path) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dupfinder.db import queries
 from dupfinder.db.queries import Group, GroupFile
 from dupfinder.db.selection import Reference, Selection
 from dupfinder.errors import SafetyError, UsageError, param
@@ -172,6 +173,13 @@ def check_move_target(to: str | None, roots: Sequence[str]) -> str:
     return target
 
 
+def scanned_roots(db: Database, host: str) -> list[str]:
+    """Every folder ``host`` has scanned into the catalogue (a move plan's target must lie
+    outside all of them)."""
+    with db.session() as s:
+        return queries.scanned_roots(s, host)
+
+
 @dataclass(frozen=True)
 class PlanRequest:
     """What ``dedupe`` asks for, as :meth:`dupfinder.Catalogue.plan_dedupe` takes it."""
@@ -194,17 +202,12 @@ def make_plan(db: Database, host: str, ask: PlanRequest,
     link of an earlier run points at. ``select(roots, min_size, within, references)`` is
     the question's selection."""
     from dupfinder.actions import recover
-    from dupfinder.db import queries
-
-    def scanned() -> list[str]:
-        with db.session() as s:
-            return queries.scanned_roots(s, host)
 
     if ask.to is not None and ask.action != Action.MOVE:
         raise UsageError(f"{param('to')} only goes with {param('action')} move")
     target = None
     if ask.action == Action.MOVE:
-        target = check_move_target(ask.to, ask.roots or scanned())
+        target = check_move_target(ask.to, ask.roots or scanned_roots(db, host))
     minimum = parse_size(ask.min_size, param("min_size"))
     for r in ask.references:
         if r.host not in (None, host):
@@ -219,5 +222,6 @@ def make_plan(db: Database, host: str, ask: PlanRequest,
         actions = plan_groups(groups, ask.action, ask.keep, ask.prefer, ask.roots, linked,
                               refs)
     return Plan(host, ask.action, ask.keep, ask.prefer,
-                (ask.roots or scanned()) if ask.action == Action.MOVE else ask.roots,
+                (ask.roots or scanned_roots(db, host)) if ask.action == Action.MOVE
+                else ask.roots,
                 target, minimum, actions)

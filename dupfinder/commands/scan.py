@@ -63,24 +63,16 @@ _SCAN_FLAGS = [
 
 
 def scan_flags(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The scan's filters and options, shared by ``scan`` and ``watch``; the command gets
-    them as one ``flags`` dict (see :func:`options_of`)."""
+    """The scan's filters and options, shared by ``scan`` and ``watch``; the command takes
+    them as ``**flags`` (and nothing else that way) for :func:`options_of`."""
     for option in reversed(_SCAN_FLAGS):
         func = option(func)
     return func
 
 
-SCAN_FLAG_NAMES = ("algorithm", "processes", "batch_size", "chunk_size", "min_size",
-                   "max_size", "include_empty", "include", "exclude", "exclude_from",
-                   "ignore_files", "hidden", "include_trash", "follow_links",
-                   "one_file_system", "max_depth", "prefix_size", "commit_interval",
-                   "start_method")
-
-
-def options_of(kw: dict[str, Any]) -> ScanOptions:
-    """The checked scan options of the flags in ``kw`` (taken out of it); bad input fails
-    here, before anything is opened or written."""
-    f = {name: kw.pop(name) for name in SCAN_FLAG_NAMES}
+def options_of(f: dict[str, Any]) -> ScanOptions:
+    """The checked scan options of the flags ``f`` (what :func:`scan_flags` gave the
+    command); bad input fails here, before anything is opened or written."""
     min_size = f["min_size"]
     if f["include_empty"] and min_size is not None and parse_size(min_size, "--min-size") > 0:
         raise UsageError("--include-empty conflicts with --min-size above 0")

@@ -69,6 +69,16 @@ class Database:
         """A new ORM session bound to this database."""
         return self.sessions()
 
+    def own_files(self) -> frozenset[str]:
+        """A SQLite catalogue's own files (the file and its ``-wal``, ``-shm`` and
+        ``-journal``), by the path given and through links; none for PostgreSQL. A scan
+        never catalogues them, and a watch takes no write to them for a change."""
+        if self.backend != "sqlite" or not self.url.database:
+            return frozenset()
+        bases = {os.path.abspath(self.url.database), os.path.realpath(self.url.database)}
+        return frozenset(base + suffix for base in bases
+                         for suffix in ("", "-wal", "-shm", "-journal"))
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()

@@ -9,16 +9,18 @@ recounted, in the same transaction).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Connection, and_, func, select, text
+from sqlalchemy import Connection, String, and_, case, delete, func, literal, select, update
 
 from dupfinder.db import contents
+from dupfinder.db.bulk import batched
 from dupfinder.db.file_rows import under
 from dupfinder.db.models import Content, FileHash
-from dupfinder.db.stored_paths import from_db, subtree_range, to_db
+from dupfinder.db.stored_paths import from_db, to_db
 
 F, C = FileHash, Content
 
@@ -26,27 +28,17 @@ F, C = FileHash, Content
 def move_rows(conn: Connection, host: str, old: str, new: str, now: datetime) -> int:
     """Move the host's rows at and below ``old`` to ``new``; returns how many moved.
     Commits."""
-    o, n = to_db(old), to_db(new)
-    olo, ohi = subtree_range(o)
-    nlo, nhi = subtree_range(n)
-    spot = "host = :h AND (path = :p OR (path >= :lo AND path < :hi))"
-    replaced = conn.execute(text(f"SELECT id, content_id FROM file_hashes WHERE {spot}"),
-                            {"h": host, "p": n, "lo": nlo, "hi": nhi}).all()
+    replaced = conn.execute(select(F.id, F.content_id).where(under([new], [host]))).all()
     if replaced:
-        ids = [r.id for r in replaced]
-        for i in range(0, len(ids), 500):
-            part = ids[i:i + 500]
-            marks = ", ".join(f":r{k}" for k in range(len(part)))
-            conn.execute(text(f"DELETE FROM file_hashes WHERE id IN ({marks})"),
-                         {f"r{k}": r for k, r in enumerate(part)})
+        for part in batched([r.id for r in replaced], 500):
+            conn.execute(delete(F).where(F.id.in_(part)))
         contents.refresh(conn, {r.content_id for r in replaced})
-    name = to_db(new.rsplit("/", 1)[-1])
-    moved = conn.execute(text(
-        "UPDATE file_hashes SET path = :n || substr(path, :cut), "
-        "name = CASE WHEN path = :o THEN :name ELSE name END, last_seen = :now, "
-        f"scan_id = NULL WHERE {spot}"),
-        {"h": host, "p": o, "lo": olo, "hi": ohi, "n": n, "o": o, "cut": len(o) + 1,
-         "name": name, "now": now}).rowcount or 0
+    o = to_db(old)
+    moved = conn.execute(
+        update(F).where(under([old], [host])).values(
+            path=literal(to_db(new), String) + func.substr(F.path, len(o) + 1, type_=String),
+            name=case((F.path == o, to_db(os.path.basename(new))), else_=F.name),
+            last_seen=now, scan_id=None)).rowcount or 0
     conn.commit()
     return moved
 
@@ -59,13 +51,20 @@ class Copy(NamedTuple):
     size: int
 
 
-def groups_under(conn: Connection, host: str, scope: Sequence[str]) -> dict[int, int]:
-    """The duplicate groups (content id -> inodes) with a file of ``host`` at or below a
-    path of ``scope``."""
+class Held(NamedTuple):
+    """A duplicate group's count of inodes, and its files' size."""
+
+    inodes: int
+    size: int
+
+
+def groups_under(conn: Connection, host: str, scope: Sequence[str]) -> dict[int, Held]:
+    """The duplicate groups (content id -> inodes and size) with a file of ``host`` at or
+    below a path of ``scope``."""
     found = conn.execute(
-        select(C.id, C.inodes).join(F, F.content_id == C.id)
+        select(C.id, C.inodes, C.size).join(F, F.content_id == C.id)
         .where(C.inodes > 1, under(scope, [host])).distinct())
-    return {r.id: r.inodes for r in found}
+    return {r.id: Held(r.inodes, r.size) for r in found}
 
 
 def inodes_of(conn: Connection, ids: Iterable[int]) -> dict[int, int]:
@@ -125,8 +124,3 @@ def first_others(conn: Connection, copies: Sequence[Copy], host: str, scan_id: i
                 if other is not None:
                     out[c.path] = other
     return out
-
-
-def content_size(conn: Connection, content_id: int) -> int | None:
-    """The size of a content's files."""
-    return conn.execute(select(func.max(C.size)).where(C.id == content_id)).scalar()

@@ -36,6 +36,11 @@ BUSY = ("another dedupe or undo is running on host {host} against this catalogue
         "wait for it to end (runs never overlap, so that no two can remove both copies)")
 
 
+def action_lock_file(db: Database) -> str:
+    """The file a SQLite catalogue's action lock is taken on."""
+    return f"{os.path.realpath(db.url.database or '')}.actions-lock"
+
+
 @contextmanager
 def action_lock(db: Database, host: str) -> Iterator[None]:
     """Hold the host's action lock for the ``with`` block; :class:`SafetyError` at once
@@ -58,7 +63,7 @@ def action_lock(db: Database, host: str) -> Iterator[None]:
                     pass
         return
     # beside the catalogue file itself: a link to it must not get a lock of its own
-    path = f"{os.path.realpath(db.url.database or '')}.actions-lock"
+    path = action_lock_file(db)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         try:

@@ -123,11 +123,8 @@ def scan_scope(db: Database, roots: list[str], scope: list[str], host: str,
 def _locked_scan(db: Database, roots: list[str], host: str, options: ScanOptions,
                  log: Callable[[str], None] | None, scope: list[str] | None = None,
                  reporter: Reporter = SILENT) -> ScanSummary:
-    if db.backend == "sqlite" and db.url.database:
-        # the catalogue itself, reached by the path given or through symbolic links
-        bases = {os.path.abspath(db.url.database), os.path.realpath(db.url.database)}
-        own = frozenset(base + suffix for base in bases
-                        for suffix in ("", "-wal", "-shm", "-journal"))
+    own = db.own_files()
+    if own:
         options = replace(options, walk=replace(options.walk, skip_paths=own))
     tag = algorithm_tag(options.algorithm, options.prefix_size)
     with _db_errors(), db.session() as session:

@@ -26,6 +26,7 @@ from dupfinder.scan.walk import (
     WalkProblems,
     _Folder,
     _Visitor,
+    normalize_roots,
     root_visitor,
     walk,
 )
@@ -58,29 +59,20 @@ def root_of(path: str, roots: Iterable[str]) -> str | None:
     return next((r for r in roots if is_under(path, r)), None)
 
 
-def normalize_scope(paths: Iterable[str]) -> list[str]:
-    """The paths without those under another of them."""
-    kept: list[str] = []
-    for path in sorted(set(paths), key=lambda p: order_key(p.rstrip("/") + "/")):
-        if not kept or not is_under(path, kept[-1]):
-            kept.append(path)
-    return kept
-
-
 def compact_scope(paths: Iterable[str], roots: list[str], most: int) -> list[str]:
     """The paths (under ``roots``) as at most ``most`` paths, or as few as the roots allow:
     the deepest are replaced by their folders until few enough are left. Rescanning a
     folder costs a listing and a stat per entry (unchanged files are not read), and
     keeps each statement that names the paths small: 10,000 files created in one folder
     are one path, the folder."""
-    kept = normalize_scope(paths)
+    kept = normalize_roots(list(paths))
     while len(kept) > most:
         liftable = [p for p in kept if p not in roots]
         if not liftable:
             break
         depth = max(p.count("/") for p in liftable)
-        kept = normalize_scope(os.path.dirname(p) if p not in roots and p.count("/") == depth
-                               else p for p in kept)
+        kept = normalize_roots([os.path.dirname(p) if p not in roots and p.count("/") == depth
+                                else p for p in kept])
     return kept
 
 

@@ -55,6 +55,13 @@ class Pending:
             moved = new + path[cut:]
             self.ready_at[moved] = min(self.ready_at.get(moved, at), at)
 
+    def put_back(self, batch: Batch, at: float) -> None:
+        """A batch that could not be written: its renames first again, its paths ready at
+        ``at`` (or sooner, if they were due sooner)."""
+        self.moves[:0] = batch.moves
+        for path in batch.paths:
+            self.now(path, at)
+
     def next_due(self) -> float | None:
         """When the next path is ready (None: nothing waits)."""
         if self.moves:

@@ -96,15 +96,11 @@ class Watches:
         self.roots, self.enter, self.follow_links = roots, enter, follow_links
         self.inotify = INotify()
         self.paths: dict[int, str] = {}  # watch descriptor -> folder
-        self.limit_hit = False
         self._held: list = []  # type: ignore[type-arg]  # events read, not yet taken
         self._came = threading.Condition()
         self._wake_r, self._wake_w = os.pipe()
         self._reader = threading.Thread(target=self._drain, name="inotify", daemon=True)
         self._reader.start()
-
-    def fileno(self) -> int:
-        return self.inotify.fileno()
 
     def close(self) -> None:
         os.write(self._wake_w, b"x")
@@ -151,7 +147,6 @@ class Watches:
                                             if self.follow_links else MASK)
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
-                    self.limit_hit = True
                     unwatched.append(folder)
                 # gone, not a folder any more, unreadable: nothing to watch there
                 continue
@@ -193,11 +188,6 @@ class Watches:
         if events[-1].mask & F.MOVED_FROM:  # its second half may be on its way
             events.extend(self._take(PAIR_WAIT_MS))
         return list(self._changes(events))
-
-    def pending(self) -> int:
-        """How many events are read and not yet taken."""
-        with self._came:
-            return len(self._held)
 
     def _take(self, timeout_ms: int | None) -> list:  # type: ignore[type-arg]
         with self._came:

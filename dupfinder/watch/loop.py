@@ -25,7 +25,7 @@ from typing import Any
 
 from dupfinder.db import live
 from dupfinder.db.engine import Database
-from dupfinder.db.locks import action_lock, host_lock
+from dupfinder.db.locks import action_lock, action_lock_file, host_lock
 from dupfinder.errors import SafetyError, UsageError
 from dupfinder.paths import for_message, in_trash, is_under
 from dupfinder.reporting import SILENT, Reporter
@@ -87,7 +87,9 @@ class Watch:
         self.away: set[str] = set()  # roots and mounts gone: their rows stay as they are
         self.unwatched: set[str] = set()  # folders the watch limit left out
         self.network: list[str] = []
-        self.skip = _catalogue_files(db)
+        # the catalogue's own files: writes to them are the watch's own
+        own = db.own_files()
+        self.skip = (own | {action_lock_file(db)}) if own else own
         self.stopping = self.idle = self.waiting = False
         self.next_rescan = self.next_root_check = float("inf")
 
@@ -304,22 +306,21 @@ class Watch:
         with self.db.engine.connect() as conn:
             written = live.copies_written(conn, self.host, scope, summary.scan_id)
             now = live.inodes_of(conn, set(before) | {c.content_id for c in written})
-            fresh = [c for c in written
-                     if now.get(c.content_id, 0) > before.get(c.content_id, 1)]
+            fresh = [c for c in written if now.get(c.content_id, 0)
+                     > (before[c.content_id].inodes if c.content_id in before else 1)]
             others = live.first_others(conn, fresh, self.host, summary.scan_id)
             for copy in fresh:
                 if copy.path in others:
                     host, path = others[copy.path]
                     self.tell(WatchEvent(Said.NEW_COPY, copy.path, path, size=copy.size,
                                          other_host="" if host == self.host else host))
-            for content_id, inodes in sorted(before.items()):
-                if now.get(content_id, 0) < 2 <= inodes:
-                    self._tell_ended(conn, content_id)
+            for content_id, held in sorted(before.items()):
+                if now.get(content_id, 0) < 2:  # each was a group before
+                    self._tell_ended(conn, content_id, held.size)
         self.tell(WatchEvent(Said.UPDATED, count=len(scope), moved=moved))
 
-    def _tell_ended(self, conn: Any, content_id: int) -> None:
+    def _tell_ended(self, conn: Any, content_id: int, size: int) -> None:
         left = live.other_file(conn, content_id, self.host, None)
-        size = live.content_size(conn, content_id) or 0
         if left is None:
             self.tell(WatchEvent(Said.GROUP_GONE, size=size))
         else:
@@ -362,23 +363,9 @@ class Watch:
         if not self.waiting:
             self.waiting = True
             self.tell(WatchEvent(Said.WAITING))
-        later = time.monotonic() + BUSY_RETRY_SECONDS
-        self.pending.moves[:0] = batch.moves
-        for path in batch.paths:
-            self.pending.ready_at[path] = min(self.pending.ready_at.get(path, later), later)
+        self.pending.put_back(batch, time.monotonic() + BUSY_RETRY_SECONDS)
         if batch.moves:  # moves first, but not at once
             time.sleep(BUSY_RETRY_SECONDS)
-
-
-def _catalogue_files(db: Database) -> frozenset[str]:
-    """A SQLite catalogue's own files (writes to them are the watch's own)."""
-    if db.backend != "sqlite" or not db.url.database:
-        return frozenset()
-    names = set()
-    for base in {os.path.abspath(db.url.database), os.path.realpath(db.url.database)}:
-        names.update(base + suffix for suffix in ("", "-wal", "-shm", "-journal",
-                                                  ".actions-lock"))
-    return frozenset(names)
 
 
 def watch(db: Database, paths: list[str], host: str, options: ScanOptions,
