@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from dupfinder.config import Settings, load_settings
@@ -27,10 +26,10 @@ from dupfinder.db.selection import Reference, Selection
 from dupfinder.errors import UsageError, param
 from dupfinder.paths import PathArg, absolute
 from dupfinder.reporting import SILENT, Reporter
-from dupfinder.scan.options import ScanOptions, make_options, resolve_roots
+from dupfinder.scan.options import Roots, ScanOptions, make_options, resolve_roots
 from dupfinder.scan.pipeline import ScanSummary
 from dupfinder.scan.pipeline import run_scan as _run_scan
-from dupfinder.states import Action, EntryState, GroupSort, KeepPolicy, Scope
+from dupfinder.states import Action, GroupSort, KeepPolicy, Scope
 from dupfinder.units import parse_size
 
 if TYPE_CHECKING:  # the actions and the other questions load when first asked for
@@ -144,37 +143,29 @@ class Catalogue:
 
     # ------------------------------------------------------------------ scanning
 
-    @staticmethod
-    def scan_options(**options: Any) -> ScanOptions:
-        """Checked scan options. Walk filters (``min_size``, ``max_size``, ``include``,
-        ``exclude``, ``hidden``, ``follow_links``, ``one_file_system``, ``max_depth``,
-        ``ignore_files``, ``include_trash``) and hashing options (``algorithm``,
-        ``processes``, ``batch_size``, ``chunk_size``, ``prefix_size``,
-        ``commit_interval``, ``start_method``, ``progress``); sizes may be ``"10k"``
-        forms."""
-        return make_options(**options)
+    scan_options = staticmethod(make_options)
+    """Checked :class:`ScanOptions` from fields (:func:`~dupfinder.scan.options.make_options`)."""
 
     @staticmethod
-    def check_roots(paths: Iterable[PathArg]) -> list[str]:
-        """The folders and files a scan would take, absolute; a path that does not exist or
-        cannot be read is a :class:`UsageError`."""
-        return resolve_roots([os.fsdecode(os.fspath(p)) for p in paths])
+    def check_roots(paths: Iterable[PathArg]) -> Roots:
+        """The folders and files a scan of ``paths`` takes; a path that does not exist or
+        cannot be read is a :class:`UsageError`. :meth:`scan` takes the result as it is."""
+        return resolve_roots(paths)
 
-    def scan(self, paths: Iterable[PathArg], options: ScanOptions | None = None, *,
-             log: Callable[[str], None] | None = None, **kw: Any) -> ScanSummary:
+    def scan(self, paths: Iterable[PathArg] | Roots, options: ScanOptions | None = None,
+             **fields: Any) -> ScanSummary:
         """Scan ``paths`` into the catalogue and hash what may be duplicated.
 
         Options as for :meth:`scan_options` (or ready ``options``); the catalogue's
-        reporter gets a bar per stage. ``log`` receives one line per file that could not
-        be read. Raises KeyboardInterrupt (after recording the scan as interrupted) on
-        Ctrl-C.
+        reporter gets a bar per stage. The files that could not be read are in the
+        summary's ``problems``. Raises KeyboardInterrupt (after recording the scan as
+        interrupted) on Ctrl-C.
         """
-        opts = options if options is not None else self.scan_options(**kw)
-        opts = replace(opts, progress=True)  # the caller's options stay as they are
-        roots = [os.fsdecode(os.fspath(p)) for p in paths]
-        return _run_scan(self.db, roots, self.host, opts, log=log, reporter=self.reporter)
+        opts = options if options is not None else make_options(**fields)
+        roots = paths if isinstance(paths, Roots) else resolve_roots(paths)
+        return _run_scan(self.db, roots, self.host, opts, self.reporter)
 
-    def watch(self, paths: Iterable[PathArg], options: ScanOptions | None = None, *,
+    def watch(self, paths: Iterable[PathArg] | Roots, options: ScanOptions | None = None, *,
               settle: float = 1.0, rescan_every: float = 600.0,
               tell: Callable[[WatchEvent], None] | None = None) -> None:
         """Scan the folders ``paths``, then keep the catalogue current as files change
@@ -183,10 +174,9 @@ class Catalogue:
         catalogue's reporter the initial scan's bars."""
         from dupfinder.watch.loop import WatchOptions, watch
 
-        opts = replace(options if options is not None else ScanOptions(), progress=True)
-        roots = [os.fsdecode(os.fspath(p)) for p in paths]
-        watch(self.db, roots, self.host, opts, WatchOptions(settle, rescan_every),
-              tell or (lambda _event: None), self.reporter)
+        roots = paths if isinstance(paths, Roots) else resolve_roots(paths)
+        watch(self.db, roots, self.host, options or ScanOptions(),
+              WatchOptions(settle, rescan_every), tell or (lambda _event: None), self.reporter)
 
     # ------------------------------------------------------------------ questions
 
@@ -339,12 +329,12 @@ class Catalogue:
             plan.roots = sorted(set(plan.roots) | set(scanned_roots(self.db, self.host)))
         return plan
 
-    def apply(self, plan: Plan, progress: Callable[[Any, EntryState], None] | None = None
-              ) -> Run:
-        """Carry out a plan: verified, journaled, one run at a time per host."""
+    def apply(self, plan: Plan) -> Run:
+        """Carry out a plan: verified, journaled, one run at a time per host; the
+        catalogue's reporter gets a bar of the entries done."""
         from dupfinder.actions.apply import apply
 
-        return apply(self.db, self.host, plan, progress)
+        return apply(self.db, self.host, plan, self.reporter)
 
     def undo(self, run_id: int | None = None) -> UndoResult:
         """Reverse a run (default: this host's latest run that acted)."""

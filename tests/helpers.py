@@ -23,8 +23,7 @@ from dupfinder.db.groups import iter_groups
 from dupfinder.db.models import FileHash, ScanMetadata
 from dupfinder.db.selection import Selection
 from dupfinder.db.stored_paths import from_db
-from dupfinder.scan.pipeline import ScanOptions, ScanSummary, run_scan
-from dupfinder.scan.walk import WalkOptions
+from dupfinder.scan.pipeline import ScanSummary
 
 if TYPE_CHECKING:
     from dupfinder import Catalogue
@@ -47,10 +46,19 @@ def blob(seed: int, size: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-def scan(db: Database, *paths: Path | str, processes: int = 1, **walk: object) -> ScanSummary:
-    """Scan ``paths`` as the test host with progress off."""
-    opts = ScanOptions(walk=WalkOptions(**walk), processes=processes, progress=False)  # type: ignore[arg-type]
-    return run_scan(db, [str(p) for p in paths], HOST, opts)
+def catalogue_of(db: Database, host: str = HOST) -> Catalogue:
+    """The library's front door on an opened test database, as ``host`` (the caller keeps
+    owning ``db``: do not close the result)."""
+    from dupfinder import Catalogue
+    from dupfinder.config import load_settings
+
+    return Catalogue(db, load_settings(db_url=db.url_string(), host_label=host, lookup=False))
+
+
+def scan(db: Database, *paths: Path | str, processes: int = 1, host: str = HOST,
+         **fields: Any) -> ScanSummary:
+    """Scan ``paths`` as ``host`` (the test host by default) as a library caller does."""
+    return catalogue_of(db, host).scan(paths, processes=processes, **fields)
 
 
 def groups(db: Database, host: str | None = None) -> set[frozenset[str]]:

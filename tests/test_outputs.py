@@ -14,7 +14,6 @@ import pytest
 from dupfinder.db.engine import Database
 from dupfinder.db.queries import iter_groups
 from dupfinder.paths import display
-from dupfinder.scan.pipeline import ScanOptions, run_scan
 from tests.helpers import HOST, blob, groups, scan, write
 
 
@@ -100,7 +99,7 @@ def test_filters_paths_min_size_host_and_sort(cli, db: Database, db_url: str, tr
                                               tmp_path: Path) -> None:
     scan(db, tree)
     other = write(tmp_path / "nas/copy.bin", blob(1, 300_000))
-    run_scan(db, [str(tmp_path / "nas")], "nas", ScanOptions(processes=1, progress=False))
+    scan(db, tmp_path / "nas", host="nas")
     scan(db, tree)  # the other host's row arrived: hash ours again for it
     everything = json.loads(dupes(cli, db_url, "-f", "json").out)["groups"]
     big = [g for g in everything if g["size"] == 300_000][0]

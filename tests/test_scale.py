@@ -15,9 +15,7 @@ from dupfinder.config import load_settings
 from dupfinder.db import rows, sqlite_conn
 from dupfinder.db.engine import open_database
 from dupfinder.db.models import utcnow
-from dupfinder.scan.pipeline import ScanOptions, run_scan
-from dupfinder.scan.walk import WalkOptions
-from tests.helpers import HOST, blob, write
+from tests.helpers import HOST, blob, scan, write
 
 
 class _WalSampler(threading.Thread):
@@ -51,9 +49,7 @@ def test_a_scan_lets_sqlite_reset_its_wal(tmp_path: Path, monkeypatch: pytest.Mo
     sampler = _WalSampler(path)
     sampler.start()
     try:
-        options = ScanOptions(walk=WalkOptions(), processes=2, batch_size=4,
-                              commit_interval=0, progress=False)
-        summary = run_scan(db, [str(root)], HOST, options)
+        summary = scan(db, root, processes=2, batch_size=4, commit_interval=0)
     finally:
         sampler.stop.set()
         sampler.join()

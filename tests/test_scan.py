@@ -15,7 +15,6 @@ from dupfinder.db.models import SCHEMA_VERSION, FileHash, ScanMetadata, SchemaIn
 from dupfinder.db.schema import schema_version
 from dupfinder.scan import pipeline
 from dupfinder.scan.hashing import DEFAULT_PREFIX_SIZE
-from dupfinder.scan.pipeline import ScanOptions, run_scan
 from tests.helpers import HOST, blob, catalogue_rows, groups, scan, tree_checksums, write
 
 
@@ -241,13 +240,10 @@ def test_single_file_roots(db: Database, tmp_path: Path) -> None:
 
 
 def test_other_algorithm_rehashes_instead_of_mixing(db: Database, tmp_path: Path) -> None:
-    from dupfinder.scan.pipeline import ScanOptions, run_scan
-
     a = write(tmp_path / "a", "same")
     b = write(tmp_path / "b", "same")
     scan(db, tmp_path)
-    summary = run_scan(db, [str(tmp_path)], "testhost",
-                       ScanOptions(algorithm="sha256", processes=1, progress=False))
+    summary = scan(db, tmp_path, algorithm="sha256")
     assert summary.files_hashed == 2
     with db.session() as s:
         algos = set(s.scalars(select(FileHash.hash_algo)))
@@ -258,16 +254,12 @@ def test_other_algorithm_rehashes_instead_of_mixing(db: Database, tmp_path: Path
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_process_pool_with_fork_and_spawn(db: Database, tmp_path: Path, method: str) -> None:
-    from dupfinder.scan.pipeline import ScanOptions, run_scan
-
     expected = set()
     for i in range(12):
         data = blob(i, 100_000 + i)
         pair = {str(write(tmp_path / f"a/{i}", data)), str(write(tmp_path / f"b/{i}", data))}
         expected.add(frozenset(pair))
-    summary = run_scan(db, [str(tmp_path)], "testhost",
-                       ScanOptions(processes=2, batch_size=3, progress=False,
-                                   start_method=method))
+    summary = scan(db, tmp_path, processes=2, batch_size=3, start_method=method)
     assert groups(db) == expected
     assert summary.files_hashed == 24  # 24 files, each read in both stages, count once
 
@@ -353,7 +345,7 @@ def test_settled_rescan_skips_hashing_queries_until_anything_changes(
     assert looked == [] and second.files_hashed == 0  # settled: nothing looked up
     # another machine's file of the same size arrives: the next rescan must hash ours
     theirs = write(tmp_path / "nas/a", "shared content")
-    run_scan(db, [str(tmp_path / "nas")], "nas", ScanOptions(processes=1, progress=False))
+    scan(db, tmp_path / "nas", host="nas")
     third = scan(db, tmp_path / "mine")
     assert third.files_hashed == 1
     assert groups(db) == {frozenset({str(mine), str(theirs)})}
@@ -390,7 +382,7 @@ def test_unchanged_rescan_reuses_the_group_totals_until_anything_else_happens(
     assert rescan(tmp_path / "mine") == (1, 2, 14, False)
     # another host's scan, though it writes nothing under these roots, may have hashed
     write(tmp_path / "nas/x", "nothing alike")
-    run_scan(cat.db, [str(tmp_path / "nas")], "nas", ScanOptions(processes=1, progress=False))
+    scan(cat.db, tmp_path / "nas", host="nas")
     assert rescan(tmp_path / "mine") == (1, 2, 14, True)
     # a dedupe run changes the catalogue without a newer row: counted again, and right
     run = cat.apply(cat.plan_dedupe("hardlink", tmp_path / "mine", scope="within"))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import stat
 from collections import Counter
-from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
@@ -40,6 +39,7 @@ from dupfinder.db.engine import Database
 from dupfinder.db.file_rows import catalogued_paths
 from dupfinder.errors import SafetyError, UsageError, param
 from dupfinder.paths import dot_segment, for_message, is_under
+from dupfinder.reporting import SILENT, Reporter
 from dupfinder.states import Action, EntryState, RunStatus
 
 
@@ -138,8 +138,7 @@ def trashed_as(p: Planned, st: os.stat_result) -> str | None:
     return None
 
 
-def apply(db: Database, host: str, plan: Plan,
-          progress: Callable[[Planned, EntryState], None] | None = None) -> Run:
+def apply(db: Database, host: str, plan: Plan, reporter: Reporter = SILENT) -> Run:
     """Journal every planned action, then verify and make them one by one.
 
     Raises :class:`SafetyError` for a plan that is not this host's or whose move target
@@ -163,10 +162,10 @@ def apply(db: Database, host: str, plan: Plan,
         run = Run(run_id)
         rules = _EntryRules(linked, known, plan.roots)
         try:
-            for entry_id, p in zip(ids, plan, strict=True):
-                state = _one(db, host, entry_id, p, target, rules, run)
-                if progress:
-                    progress(p, state)
+            with reporter.bar(str(plan.action), total=len(ids)) as bar:
+                for entry_id, p in zip(ids, plan, strict=True):
+                    _one(db, host, entry_id, p, target, rules, run)
+                    bar.update()
             _finish_complete(db, run_id)
         except BaseException as exc:
             status = RunStatus.INTERRUPTED if isinstance(exc, KeyboardInterrupt) \

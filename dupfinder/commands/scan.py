@@ -101,11 +101,12 @@ def scan_cmd(ctx: Context, paths: tuple[str, ...], report_path: str | None,
              **flags: Any) -> None:
     """Scan folders or files into the catalogue and find the duplicates among them."""
     options = options_of(flags)
-    Catalogue.check_roots(paths)
+    roots = Catalogue.check_roots(paths)
     with ctx.opened() as cat:
-        summary = cat.scan(paths, options,
-                           log=(lambda line: ctx.warn(for_message(line))) if ctx.verbose
-                           else None)
+        summary = cat.scan(roots, options)
+        if ctx.verbose:
+            for path, reason in summary.problems:
+                ctx.warn(for_message(f"{path}: {reason}"))
         if report_path:
             cat.report(report_path, summary.roots)
         where = cat.url

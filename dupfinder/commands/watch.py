@@ -125,7 +125,7 @@ def watch_cmd(ctx: Context, paths: tuple[str, ...], settle: str, rescan_every: s
     every = parse_duration(rescan_every, "--rescan-every")
     if every <= 0:
         raise UsageError(f"invalid --rescan-every '{rescan_every}': must be above 0")
-    Catalogue.check_roots(paths)
+    roots = Catalogue.check_roots(paths)
 
     def tell(e: WatchEvent) -> None:
         if fmt == "json":
@@ -141,4 +141,4 @@ def watch_cmd(ctx: Context, paths: tuple[str, ...], settle: str, rescan_every: s
             ctx.info(words(e, every))
 
     with ctx.opened() as cat:
-        cat.watch(paths, options, settle=settle_s, rescan_every=every, tell=tell)
+        cat.watch(roots, options, settle=settle_s, rescan_every=every, tell=tell)

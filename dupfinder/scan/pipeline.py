@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -39,7 +39,7 @@ from dupfinder.processes import pid_alive
 from dupfinder.reporting import SILENT, Reporter
 from dupfinder.scan.collisions import Collisions, Want
 from dupfinder.scan.hashing import algorithm_tag, whole_limit
-from dupfinder.scan.options import ScanOptions, check_options, resolve_roots
+from dupfinder.scan.options import Roots, ScanOptions, resolve_roots
 from dupfinder.scan.scope import ScopeWalk
 from dupfinder.scan.sync import Sync, SyncCounts, seen_of
 from dupfinder.scan.walk import WalkProblems, walk
@@ -48,8 +48,7 @@ from dupfinder.states import ScanStatus, Stage
 
 FULL_TASK_BYTES = 256 << 20
 
-__all__ = ["ScanOptions", "ScanSummary", "check_options", "resolve_roots", "run_scan",
-           "scan_scope"]
+__all__ = ["Roots", "ScanOptions", "ScanSummary", "resolve_roots", "run_scan", "scan_scope"]
 
 
 @dataclass
@@ -96,18 +95,16 @@ def _db_errors() -> Iterator[None]:
         ) from exc
 
 
-def run_scan(db: Database, paths: list[str], host: str, options: ScanOptions,
-             log: Callable[[str], None] | None = None, reporter: Reporter = SILENT
-             ) -> ScanSummary:
-    """Scan ``paths`` into the catalogue ``db`` as ``host``; returns the summary.
+def run_scan(db: Database, roots: Roots, host: str, options: ScanOptions,
+             reporter: Reporter = SILENT) -> ScanSummary:
+    """Scan ``roots`` into the catalogue ``db`` as ``host``; returns the summary (the files
+    that could not be read in its ``problems``); ``reporter`` gets a bar per stage.
 
     Raises KeyboardInterrupt (after recording the scan as interrupted) on Ctrl-C. Holds the
     host's lock shared for the whole scan, so that no merge into the host runs meanwhile.
     """
-    check_options(options)
-    roots = resolve_roots(paths)
     with _db_errors(), host_lock(db, host, exclusive=False):
-        return _locked_scan(db, roots, host, options, log, reporter=reporter)
+        return _locked_scan(db, list(roots.paths), host, options, reporter=reporter)
 
 
 def scan_scope(db: Database, roots: list[str], scope: list[str], host: str,
@@ -115,14 +112,14 @@ def scan_scope(db: Database, roots: list[str], scope: list[str], host: str,
     """Bring the catalogue up to date at and below the paths ``scope`` (under ``roots``,
     as :func:`resolve_roots` gave them), with the filters of a scan of ``roots``: the
     scan of what ``dupfinder watch`` saw change. Its record names ``scope`` as its roots
-    (what it looked at); paths that are gone lose their rows."""
+    (what it looked at); paths that are gone lose their rows. It shows no bars: a batch
+    is over in a moment."""
     with _db_errors(), host_lock(db, host, exclusive=False):
-        return _locked_scan(db, roots, host, options, None, scope=scope)
+        return _locked_scan(db, roots, host, options, scope=scope)
 
 
 def _locked_scan(db: Database, roots: list[str], host: str, options: ScanOptions,
-                 log: Callable[[str], None] | None, scope: list[str] | None = None,
-                 reporter: Reporter = SILENT) -> ScanSummary:
+                 scope: list[str] | None = None, reporter: Reporter = SILENT) -> ScanSummary:
     own = db.own_files()
     if own:
         options = replace(options, walk=replace(options.walk, skip_paths=own))
@@ -149,7 +146,7 @@ def _locked_scan(db: Database, roots: list[str], host: str, options: ScanOptions
             for earlier in orphaned:  # results a killed scan committed and never merged
                 pending.merge(db, earlier)
             _Scan(db, host, roots, tag, options, summary, started, settled, bool(bulk),
-                  scope, reporter if options.progress else SILENT).run()
+                  scope, reporter).run()
             t = time.perf_counter()
             with db.session() as session:
                 totals = None
@@ -175,9 +172,6 @@ def _locked_scan(db: Database, roots: list[str], host: str, options: ScanOptions
                           else ScanStatus.FAILED)
         _record_end(db, summary, str(exc) if summary.status == ScanStatus.FAILED else None)
         raise
-    if log:
-        for path, reason in summary.problems:
-            log(f"{path}: {reason}")
     return summary
 
 

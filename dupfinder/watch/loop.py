@@ -29,7 +29,7 @@ from dupfinder.db.locks import action_lock, action_lock_file, host_lock
 from dupfinder.errors import SafetyError, UsageError
 from dupfinder.paths import for_message, in_trash, is_under
 from dupfinder.reporting import SILENT, Reporter
-from dupfinder.scan.pipeline import ScanOptions, run_scan, scan_scope
+from dupfinder.scan.pipeline import Roots, ScanOptions, run_scan, scan_scope
 from dupfinder.scan.scope import ScopeWalk, compact_scope, root_of
 from dupfinder.scan.walk import WalkProblems
 from dupfinder.watch.changes import Batch, Pending
@@ -118,7 +118,7 @@ class Watch:
         self.network = network_paths(self.roots)
         if self.network:
             self.tell(WatchEvent(Said.NETWORK, paths=list(self.network)))
-        run_scan(self.db, self.roots, self.host, self.options, reporter=self.reporter)
+        run_scan(self.db, Roots(tuple(self.roots)), self.host, self.options, self.reporter)
         if self.unwatched or self.network:
             self.next_rescan = time.monotonic() + self.wopts.rescan_every
         self.tell(WatchEvent(Said.WATCHING, count=len(self.watches.paths),
@@ -300,8 +300,7 @@ class Watch:
     def _scan(self, scope: list[str], moved: int, small: bool) -> None:
         with self.db.engine.connect() as conn:
             before = live.groups_under(conn, self.host, scope)
-        options = replace(self.options, progress=False,
-                          processes=1 if small else self.options.processes)
+        options = replace(self.options, processes=1) if small else self.options
         summary = scan_scope(self.db, self.roots, scope, self.host, options)
         with self.db.engine.connect() as conn:
             written = live.copies_written(conn, self.host, scope, summary.scan_id)
@@ -368,16 +367,12 @@ class Watch:
             time.sleep(BUSY_RETRY_SECONDS)
 
 
-def watch(db: Database, paths: list[str], host: str, options: ScanOptions,
+def watch(db: Database, roots: Roots, host: str, options: ScanOptions,
           wopts: WatchOptions, tell: Callable[[WatchEvent], None],
           reporter: Reporter = SILENT) -> None:
-    """Run ``dupfinder watch`` of ``paths`` (folders) until Ctrl-C or SIGTERM."""
-    from dupfinder.scan.pipeline import check_options, resolve_roots
-
-    check_options(options)
-    roots = resolve_roots(paths)
+    """Run ``dupfinder watch`` of ``roots`` (folders) until Ctrl-C or SIGTERM."""
     try:
-        Watch(db, roots, host, options, wopts, tell, reporter).run()
+        Watch(db, list(roots.paths), host, options, wopts, tell, reporter).run()
     except OSError as exc:
         if exc.errno == errno.EMFILE:
             raise UsageError("no inotify instance left: fs.inotify.max_user_instances "
