@@ -1,5 +1,5 @@
-"""Which paths a walk selects: gitignore patterns (``--include``, ``--exclude``,
-``--exclude-from``, ignore files in the tree), compiled once per root or folder.
+"""Which paths a walk selects (:class:`WalkOptions`): sizes, and gitignore patterns (``include``,
+``exclude``, the exclude files, ignore files in the tree), compiled once per root or folder.
 
 Patterns are matched against the path relative to each scan root: ``**``, ``!negation`` (the
 last matching pattern decides), a trailing ``/`` for folders only, a leading ``/`` (or a
@@ -16,12 +16,14 @@ import os
 import re
 from collections.abc import Iterable
 from contextlib import suppress
+from dataclasses import dataclass
 from functools import lru_cache
 
 from pathspec import GitIgnoreSpec
 
 from dupfinder.errors import UsageError, param
 from dupfinder.paths import for_message
+from dupfinder.scan.found import WalkProblems
 
 # read in this order in each folder: later files (and later lines) win
 IGNORE_FILES = (".gitignore", ".ignore", ".dupfinderignore")
@@ -134,3 +136,53 @@ def excluded(path: str, exclude: Patterns | None, layers: Layers) -> bool:
         if verdict is not None:
             return verdict
     return False
+
+
+@dataclass(frozen=True)
+class WalkOptions:
+    """What to look at. ``max_depth`` 1 means only the files directly in a root."""
+
+    follow_links: bool = False
+    one_file_system: bool = False
+    max_depth: int | None = None
+    min_size: int = 1
+    max_size: int | None = None
+    include: tuple[str, ...] = ()  # gitignore patterns: keep only the files they match
+    exclude: tuple[str, ...] = ()  # gitignore patterns: skip what they match
+    hidden: bool = True
+    ignore_files: bool = False  # honour .gitignore, .ignore and .dupfinderignore files
+    include_trash: bool = False  # enter trash folders (a copy there is never the one kept)
+    skip_paths: frozenset[str] = frozenset()  # e.g. the SQLite catalogue and its -wal file
+
+    def __post_init__(self) -> None:
+        # bad patterns fail when the options are made, before anything is opened
+        check_patterns(self.include, param("include"))
+        check_patterns(self.exclude, param("exclude"))
+
+
+def size_ok(size: int, opts: WalkOptions) -> bool:
+    """Whether a file of ``size`` bytes is within the size filters."""
+    return size >= opts.min_size and (opts.max_size is None or size <= opts.max_size)
+
+
+def folder_ignores(folder: str, names: set[str], problems: WalkProblems) -> Patterns | None:
+    """The ignore files of one folder, compiled together (None if there are none)."""
+    lines: list[str] = []
+    for name in IGNORE_FILES:
+        if name in names:
+            path = os.path.join(folder, name)
+            try:
+                lines.extend(read_patterns(path))
+            except OSError as exc:
+                problems.add(path, f"ignore file not read ({exc.strerror})")
+    try:
+        return compile_patterns(tuple(lines))
+    except ValueError:
+        good = []
+        for line in lines:
+            try:
+                GitIgnoreSpec.from_lines([line])
+                good.append(line)
+            except ValueError:
+                problems.add(folder, f"bad pattern in an ignore file: {line!r}")
+        return compile_patterns(tuple(good))

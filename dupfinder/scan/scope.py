@@ -5,7 +5,7 @@ paths, and nothing else.
 filters must say what they would say in a walk of the whole root: patterns are relative to
 the root, ignore files apply from every folder above, a trash folder or an excluded folder
 above a path hides it, and depth counts from the root. So each path's folder is reached
-from its root, one name at a time, by the walk's own rules (:class:`_Visitor`), and each
+from its root, one name at a time, by the walk's own rules (:class:`Visitor`), and each
 folder's context is kept for the next path in it: 10,000 files created in one folder cost
 one climb, not 10,000. A path that no longer exists yields nothing, so the sync removes its
 rows; a path the walk would not select yields a :class:`Skipped`, as the walk would.
@@ -19,17 +19,10 @@ from collections.abc import Iterable, Iterator
 
 from dupfinder.db.stored_paths import order_key
 from dupfinder.paths import is_under
-from dupfinder.scan.walk import (
-    Entry,
-    Skipped,
-    WalkOptions,
-    WalkProblems,
-    _Folder,
-    _Visitor,
-    normalize_roots,
-    root_visitor,
-    walk,
-)
+from dupfinder.scan.filters import WalkOptions
+from dupfinder.scan.found import Entry, Skipped, WalkProblems
+from dupfinder.scan.visitor import Folder, Visitor, root_visitor
+from dupfinder.scan.walk import normalize_roots, walk
 
 
 class _PathEntry:
@@ -83,8 +76,8 @@ class ScopeWalk:
     def __init__(self, roots: list[str], opts: WalkOptions, problems: WalkProblems) -> None:
         self.roots, self.opts, self.problems = roots, opts, problems
         self.visited: set[tuple[int, int]] = set()
-        self._visitors: dict[str, _Visitor | None] = {}
-        self._folders: dict[str, _Folder | None] = {}
+        self._visitors: dict[str, Visitor | None] = {}
+        self._folders: dict[str, Folder | None] = {}
 
     def walk(self, scope: Iterable[str]) -> Iterator[Entry | Skipped]:
         """What a walk of the roots yields at and below each path of ``scope`` (paths under
@@ -121,13 +114,13 @@ class ScopeWalk:
             return
         item = visitor.listed(_PathEntry(path))  # type: ignore[arg-type]
         if item.is_dir:
-            sub = visitor._enter(parent, item)
+            sub = visitor.enter(parent, item)
             if isinstance(sub, Skipped):
                 yield sub
             else:
                 yield from visitor.run(sub)
             return
-        found = visitor._file(parent, item)
+        found = visitor.take(parent, item)
         if found is not None:
             yield found
 
@@ -147,7 +140,7 @@ class ScopeWalk:
         if visitor is not None:
             yield from visitor.run()
 
-    def _visitor(self, root: str) -> _Visitor | None:
+    def _visitor(self, root: str) -> Visitor | None:
         if root not in self._visitors:
             try:
                 st = os.stat(root)
@@ -158,17 +151,17 @@ class ScopeWalk:
                                     if stat.S_ISDIR(st.st_mode) else None)
         return self._visitors[root]
 
-    def _folder(self, path: str, root: str) -> _Folder | None:
+    def _folder(self, path: str, root: str) -> Folder | None:
         """The walk's context of folder ``path`` (with its own ignore files), or None if
         the walk would not enter it."""
         if path in self._folders:
             return self._folders[path]
         visitor = self._visitor(root)
-        folder: _Folder | None
+        folder: Folder | None
         if visitor is None:
             folder = None
         elif path == root:
-            folder = visitor.with_ignores(_Folder(root, 1, "", ()))
+            folder = visitor.with_ignores(Folder(root, 1, "", ()))
         else:
             parent = self._folder(os.path.dirname(path), root)
             folder = None
@@ -178,7 +171,7 @@ class ScopeWalk:
                 except OSError:
                     item = None
                 if item is not None and item.is_dir:
-                    sub = visitor._enter(parent, item)
+                    sub = visitor.enter(parent, item)
                     if not isinstance(sub, Skipped):
                         folder = visitor.with_ignores(sub)
         self._folders[path] = folder
