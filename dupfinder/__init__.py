@@ -1,6 +1,7 @@
 """dupfinder: a duplicate file finder that keeps every scan in a database.
 
-The library is one object, :class:`Catalogue`; every type its methods return is named below.
+The library is one object, :class:`Catalogue`; every type its methods return, and the
+:class:`Reporter` they may be given, is named below.
 Importing ``dupfinder`` is cheap (``dupfinder --version`` must not pay for SQLAlchemy), so
 the names load on first use.
 """
@@ -29,10 +30,13 @@ __all__ = [
     "Plan",
     "Planned",
     "ReportInfo",
+    "Reporter",
+    "Roots",
     "Run",
     "RunRecord",
     "RunStatus",
     "SafetyError",
+    "ScanOptions",
     "ScanStatus",
     "ScanSummary",
     "Stats",
@@ -61,6 +65,9 @@ _WHERE = {
     "Run": "dupfinder.actions.apply",
     "UndoResult": "dupfinder.actions.undo",
     "ScanSummary": "dupfinder.scan.pipeline",
+    "ScanOptions": "dupfinder.scan.options",
+    "Roots": "dupfinder.scan.options",
+    "Reporter": "dupfinder.reporting",
     **{name: "dupfinder.states" for name in (
         "Action", "EntryState", "GroupSort", "KeepPolicy", "RunStatus", "ScanStatus")},
     **{name: "dupfinder.errors" for name in (
@@ -96,5 +103,7 @@ if TYPE_CHECKING:
     )
     from dupfinder.merge import HostMerge
     from dupfinder.output.report import ReportInfo
+    from dupfinder.reporting import Reporter
+    from dupfinder.scan.options import Roots, ScanOptions
     from dupfinder.scan.pipeline import ScanSummary
     from dupfinder.states import Action, EntryState, GroupSort, KeepPolicy, RunStatus, ScanStatus

@@ -17,8 +17,9 @@ class Bar(Protocol):
 
 class Reporter(Protocol):
     """What the library reports to: bars for the stages of long work, and lines for a
-    person (``warn``: something went other than asked, such as a fallback; ``info``: what
-    is worth knowing, such as an unmerged fallback catalogue)."""
+    person (``warn``: something that went wrong without stopping the work; ``info``: what
+    is worth knowing, such as the fall back to SQLite or an unmerged fallback catalogue).
+    What a scan could not look at is in its summary, not reported line by line."""
 
     def bar(self, desc: str, total: int | None = None, unit: str = "files",
             position: int = 0) -> AbstractContextManager[Bar]:

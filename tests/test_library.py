@@ -70,6 +70,21 @@ def test_version_loads_neither_sqlalchemy_nor_the_library() -> None:
     assert "loaded: []" in done.stdout, done.stdout
 
 
+def test_every_type_a_catalogue_method_returns_is_exported() -> None:
+    import dupfinder
+
+    named: set[str] = set()
+    for name, member in vars(Catalogue).items():
+        fn = member.fget if isinstance(member, property) else getattr(member, "__func__", member)
+        if name.startswith("_") or not callable(fn):
+            continue
+        # the annotations as written (catalogue.py imports some types only for the checker)
+        named |= set(re.findall(r"\b([A-Z]\w+)", str(fn.__annotations__.get("return", ""))))
+    named -= {"None", "Iterator", "Catalogue"}
+    assert named and named <= set(dupfinder.__all__), named - set(dupfinder.__all__)
+    assert all(getattr(dupfinder, n).__name__ == n for n in named)
+
+
 def test_paths_in_and_out_are_filesystem_paths(cat: Catalogue, tmp_path: Path) -> None:
     # an undecodable byte and a backslash in folder names: the stored form escapes both,
     # and a query by folder must still find exactly the files below it

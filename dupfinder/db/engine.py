@@ -244,7 +244,7 @@ def open_database(
 ) -> Database:
     """Open the configured catalogue, falling back to SQLite when PostgreSQL is unreachable.
 
-    The fallback prints one line through ``warn`` (stderr by default). It is for the
+    The fallback is told in one line through ``warn`` (nothing is said by default). It is for the
     configured default server only (config file or built-in default): a database named
     explicitly (``--db-url``, ``$DUPFINDER_DB_URL``, ``Catalogue.open(url)``; see
     :attr:`Settings.fallback_allowed`) is never swapped for another, and an unreachable one
