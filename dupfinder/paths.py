@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from typing import TypeAlias
 
 # what the library accepts wherever it takes a path: str, pathlib.Path or raw bytes
@@ -47,6 +48,16 @@ def is_under(path: str, folder: str) -> bool:
     """Whether ``path`` is ``folder`` or lies below it (plain string test, either form)."""
     base = folder.rstrip("/")
     return path == folder or path.startswith(base + "/")
+
+
+def outermost(paths: Iterable[str]) -> list[str]:
+    """``paths`` once each, without any that lies below another (shortest first; plain
+    string test, either form)."""
+    kept: list[str] = []
+    for path in sorted(set(paths), key=len):
+        if not any(is_under(path, k) for k in kept):
+            kept.append(path)
+    return kept
 
 
 # What display() escapes. A backslash, so that an escape can never be confused with the

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, inspect, select, text, update
 
 from dupfinder import Catalogue
@@ -13,8 +15,10 @@ from dupfinder.db import schema
 from dupfinder.db.engine import Database
 from dupfinder.db.models import SCHEMA_VERSION, FileHash, ScanMetadata, SchemaInfo
 from dupfinder.db.schema import schema_version
+from dupfinder.db.stored_paths import order_key
 from dupfinder.scan import pipeline
 from dupfinder.scan.hashing import DEFAULT_PREFIX_SIZE
+from dupfinder.scan.walk import normalize_roots
 from tests.helpers import HOST, blob, catalogue_rows, groups, scan, tree_checksums, write
 
 
@@ -229,6 +233,23 @@ def test_filters(db: Database, tmp_path: Path) -> None:
     scan(db, tmp_path, exclude=(f"{tmp_path}/sub/*",))
     assert str(tmp_path / "sub/deep/d.txt") not in catalogue_rows(db)
     assert str(tmp_path / ".hidden.txt") in catalogue_rows(db)
+
+
+NAMES = st.sampled_from(["a", "b", "a b", "a-b", "ab", "a.b"])
+
+
+@given(st.lists(st.lists(NAMES, min_size=1, max_size=4).map(lambda p: "/" + "/".join(p)),
+                max_size=8))
+def test_nested_and_repeated_roots_are_walked_once_in_catalogue_order(roots: list[str]
+                                                                      ) -> None:
+    def below(path: str, folder: str) -> bool:
+        return path != folder and path.startswith(folder + "/")
+
+    # brute force: every root no other root contains, each once
+    model = {r for r in roots if not any(below(r, o) for o in roots)}
+    got = normalize_roots(roots)
+    assert sorted(got) == sorted(model)
+    assert got == sorted(got, key=lambda r: order_key(r + "/"))  # as the index holds them
 
 
 def test_single_file_roots(db: Database, tmp_path: Path) -> None:

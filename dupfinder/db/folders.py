@@ -54,7 +54,7 @@ from dupfinder.db.bulk import stream_raw
 from dupfinder.db.file_rows import under_roots
 from dupfinder.db.models import FileHash, ScanMetadata
 from dupfinder.db.stored_paths import DbPath, db_roots, from_db
-from dupfinder.paths import is_under
+from dupfinder.paths import is_under, outermost
 
 F = FileHash
 _MASK = (1 << 128) - 1
@@ -112,11 +112,7 @@ def _norm(root: str) -> str:
 
 def _minimal(roots: Iterable[str]) -> list[str]:
     """The roots with every root below another one left out."""
-    out: list[str] = []
-    for r in sorted({_norm(r) for r in roots}, key=len):
-        if not any(is_under(r, k) for k in out):
-            out.append(r)
-    return out
+    return outermost(_norm(r) for r in roots)
 
 
 def _bounds(session: Session, roots: Sequence[str] | None, host: str | None

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from dupfinder.db.rows import CatalogRow, rows_under
 from dupfinder.db.stored_paths import subtree_range, to_db
-from dupfinder.paths import is_under
+from dupfinder.paths import outermost
 
 PAGE = 1000  # examined files per round of look-ups
 
@@ -160,11 +160,8 @@ def _examined(session: Session, roots: Sequence[str], min_copies: int,
               ) -> Iterator[tuple[CatalogRow, int, int]]:
     """Each examined file with its known and possible copies (distinct inodes)."""
     conn = session.connection()
-    outer: list[str] = []  # each file once, however the roots nest
-    for root in sorted(set(roots), key=len):
-        if not any(is_under(root, o) for o in outer):
-            outer.append(root)
-    roots = sorted(outer, key=lambda r: to_db(r.rstrip("/") + "/"))
+    # each file once, however the roots nest
+    roots = sorted(outermost(roots), key=lambda r: to_db(r.rstrip("/") + "/"))
     q = _Question(conn, roots, host, hosts, min_copies)
     page: list[CatalogRow] = []
     for row in rows_under(conn, host, roots, scan_id=0):

@@ -21,7 +21,7 @@ import stat
 from collections.abc import Iterator
 
 from dupfinder.db.stored_paths import order_key
-from dupfinder.paths import absolute, is_under
+from dupfinder.paths import absolute, outermost
 from dupfinder.scan.filters import WalkOptions, size_ok
 from dupfinder.scan.found import Entry, Skipped, WalkProblems
 from dupfinder.scan.visitor import root_visitor
@@ -32,10 +32,7 @@ __all__ = ["Entry", "Skipped", "WalkOptions", "WalkProblems", "normalize_roots",
 def normalize_roots(paths: list[str]) -> list[str]:
     """Absolute, normalised roots with duplicates and roots nested in others removed, in the
     catalogue's path order."""
-    kept: list[str] = []
-    for path in sorted({absolute(p) for p in paths}, key=order_key):
-        if not any(is_under(path, k) for k in kept):
-            kept.append(path)
+    kept = outermost(absolute(p) for p in paths)
     return sorted(kept, key=lambda r: order_key(r.rstrip("/") + "/"))
 
 
